@@ -1,0 +1,16 @@
+"""Reusable Keras layers and layer-building blocks.
+
+Every class here is registered with `keras.saving` under the package ``kerasseg`` so that
+models using it round-trip through ``model.save("x.keras")`` / ``keras.models.load_model``.
+"""
+
+from kerasseg.layers.blocks import conv_norm_act, double_conv, upsample
+from kerasseg.layers.checks import DivisibleSizeCheck, nearest_valid_sizes
+
+__all__ = [
+    "DivisibleSizeCheck",
+    "conv_norm_act",
+    "double_conv",
+    "nearest_valid_sizes",
+    "upsample",
+]

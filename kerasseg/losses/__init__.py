@@ -1,0 +1,1 @@
+"""Dense segmentation losses (Keras `Loss` subclasses, serializable)."""

@@ -1,0 +1,1 @@
+"""Streaming segmentation metrics and the detection evaluator."""

@@ -1,0 +1,1 @@
+"""Internal helpers shared by losses, metrics and models (not public API)."""
