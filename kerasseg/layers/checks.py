@@ -66,13 +66,16 @@ class DivisibleSizeCheck(keras.layers.Layer):
 
             shape = tf.shape(inputs)
             for axis, axis_name in ((1, "height"), (2, "width")):
-                tf.debugging.assert_equal(
-                    shape[axis] % self.divisor,
-                    0,
-                    message=(
-                        f"Input {axis_name} is not divisible by {self.divisor} ({self.reason})."
-                    ),
+                size = shape[axis]
+                below = size // self.divisor * self.divisor
+                reason = self.reason.replace("{", "(").replace("}", ")")
+                message = tf.strings.format(
+                    f"Input {axis_name} {{}} is not divisible by {self.divisor} ({reason}). "
+                    f"Use a {axis_name} divisible by {self.divisor}, e.g. {{}} or {{}}, or "
+                    "pad/crop the image.",
+                    (size, below, below + self.divisor),
                 )
+                tf.debugging.Assert(tf.equal(size % self.divisor, 0), [message])
         return inputs
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:

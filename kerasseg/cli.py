@@ -1,0 +1,328 @@
+"""The ``kerasseg`` command: demo, train, evaluate, predict, zoo.
+
+Run ``kerasseg <command> --help`` for the options of each command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DEMO_DATA_NAME = "isbi2012-membrane"
+# ISBI 2012 masks: 255 = cell interior, 0 = membrane; the membrane is the class of interest.
+ISBI_MASK_VALUES = {0: 1, 255: 0}
+
+
+def _find_demo_data() -> Path | None:
+    """The ISBI membrane folder: $KERASSEG_DEMO_DATA, else ../shared/data beside the repo/cwd."""
+    candidates = []
+    if os.environ.get("KERASSEG_DEMO_DATA"):
+        candidates.append(Path(os.environ["KERASSEG_DEMO_DATA"]))
+    candidates.append(Path.cwd().parent / "shared" / "data" / DEMO_DATA_NAME)
+    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data" / DEMO_DATA_NAME)
+    for path in candidates:
+        if (path / "images").is_dir() and (path / "masks").is_dir():
+            return path
+    return None
+
+
+def _parse_mask_values(text: str | None) -> dict[int, int] | None:
+    """``"0:1,255:0"`` -> ``{0: 1, 255: 0}``."""
+    if not text:
+        return None
+    mapping = {}
+    for item in text.split(","):
+        try:
+            raw, class_id = item.split(":")
+            mapping[int(raw)] = int(class_id)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"--mask-values must look like '0:0,255:1' (raw:class pairs); got {text!r}."
+            ) from None
+    return mapping
+
+
+def _parse_indices(text: str | None, count: int) -> list[int] | None:
+    """``"24-29"`` or ``"0,3,5-7"`` -> list of ints (inclusive ranges)."""
+    if not text:
+        return None
+    indices: list[int] = []
+    for part in text.split(","):
+        if "-" in part:
+            start, end = part.split("-")
+            indices.extend(range(int(start), int(end) + 1))
+        else:
+            indices.append(int(part))
+    bad = [i for i in indices if not 0 <= i < count]
+    if bad:
+        raise SystemExit(f"error: indices {bad} are outside 0..{count - 1}.")
+    return indices
+
+
+def _add_training_options(parser: argparse.ArgumentParser, *, epochs: int, steps: int) -> None:
+    parser.add_argument("--model", default="unet", help="zoo model name (default: unet)")
+    parser.add_argument("--filters", type=int, default=None, help="U-Net width (first level)")
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--steps-per-epoch", type=int, default=steps)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--size", type=int, default=256, help="side of the training crops")
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="no Keras progress bar")
+
+
+def _config_from_args(args: argparse.Namespace, num_classes: int):
+    from kerasseg.training import TrainConfig
+
+    model_kwargs = {}
+    if args.filters is not None:
+        model_kwargs["filters"] = args.filters
+    return TrainConfig(
+        model=args.model,
+        model_kwargs=model_kwargs,
+        num_classes=num_classes,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        batch_size=args.batch_size,
+        crop_size=args.size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+    )
+
+
+def _report_results(results: dict, output: Path) -> None:
+    scores = results["validation"]
+    print(
+        f"\nValidation on {len(results['validation_images'])} held-out images: "
+        f"Dice {scores['dice']:.4f}, Jaccard {scores['jaccard']:.4f}, "
+        f"cosine {scores['cosine']:.4f}  (trained {results['train_seconds']:.0f} s)"
+    )
+    print(f"Outputs in {output.resolve()}: model.keras, history.csv, history.json, "
+          "results.json, overlays/")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from kerasseg.training import train_segmentation
+
+    output = Path(args.output)
+    data = Path(args.data) if args.data else _find_demo_data()
+    if data is not None:
+        from kerasseg.data.masks import SegmentationFolder
+
+        folder = SegmentationFolder(data / "images", data / "masks", channels=1, mask_values=ISBI_MASK_VALUES)
+        if len(folder) != 30:
+            print(f"note: expected the 30 ISBI 2012 slices, found {len(folder)}")
+        split = int(round(len(folder) * 0.8))
+        train_indices, val_indices = list(range(split)), list(range(split, len(folder)))
+        print(
+            f"ISBI 2012 membranes from {data}: training on slices {train_indices[0]}-"
+            f"{train_indices[-1]}, validating on {val_indices[0]}-{val_indices[-1]} (by index). "
+            "Class of interest: membrane (mask value 0)."
+        )
+        what = "membrane"
+    else:
+        folder = _synthetic_folder(output / "synthetic-data")
+        train_indices, val_indices = list(range(24)), list(range(24, 30))
+        print(
+            "The ISBI 2012 data (../shared/data/isbi2012-membrane) was not found: training on "
+            f"a synthetic shapes set written to {output / 'synthetic-data'} instead "
+            "(24 train / 6 validation images). Set KERASSEG_DEMO_DATA to use the real data."
+        )
+        what = "shapes"
+    config = _config_from_args(args, num_classes=1)
+    if args.filters is None and config.model == "unet":
+        config.model_kwargs["filters"] = 16
+    results = train_segmentation(
+        folder,
+        train_indices=train_indices,
+        val_indices=val_indices,
+        config=config,
+        output_dir=output,
+        what=what,
+        report=print,
+        verbose=0 if args.quiet else "auto",
+    )
+    _report_results(results, output)
+    return 0
+
+
+def _synthetic_folder(directory: Path):
+    """Writes 30 synthetic 256x256 grayscale images and masks as PNG and opens them."""
+    from PIL import Image
+
+    from kerasseg.data.masks import SegmentationFolder
+    from kerasseg.data.synthetic import synthetic_shapes
+
+    images, masks = synthetic_shapes(30, (256, 256), channels=1, seed=0)
+    for sub in ("images", "masks"):
+        (directory / sub).mkdir(parents=True, exist_ok=True)
+    for index, (image, mask) in enumerate(zip(images, masks)):
+        Image.fromarray(image[..., 0].round().astype("uint8")).save(directory / "images" / f"{index}.png")
+        Image.fromarray((mask[..., 0] * 255).astype("uint8")).save(directory / "masks" / f"{index}.png")
+    return SegmentationFolder(directory / "images", directory / "masks", channels=1, mask_values={0: 0, 255: 1})
+
+
+def _open_folder(args: argparse.Namespace):
+    from kerasseg.data.masks import SegmentationFolder
+
+    return SegmentationFolder(
+        args.images,
+        args.masks,
+        channels=args.channels,
+        mask_values=_parse_mask_values(args.mask_values),
+        num_classes=None if args.num_classes == 1 else args.num_classes,
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from kerasseg.training import train_segmentation
+
+    folder = _open_folder(args)
+    val = _parse_indices(args.val_indices, len(folder))
+    if val is None:
+        count = max(1, int(round(len(folder) * args.val_fraction)))
+        val = list(range(len(folder) - count, len(folder)))
+    train = [i for i in range(len(folder)) if i not in set(val)]
+    if not train:
+        raise SystemExit("error: no training images left after the validation split.")
+    results = train_segmentation(
+        folder,
+        train_indices=train,
+        val_indices=val,
+        config=_config_from_args(args, args.num_classes),
+        output_dir=args.output,
+        report=print,
+        verbose=0 if args.quiet else "auto",
+    )
+    _report_results(results, Path(args.output))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import keras
+
+    import kerasseg  # noqa: F401  (registers the kerasseg classes for load_model)
+    from kerasseg.training import evaluate_arrays
+
+    folder = _open_folder(args)
+    model = keras.models.load_model(args.model)
+    images, masks = folder.load(_parse_indices(args.indices, len(folder)))
+    scores, _ = evaluate_arrays(model, images, masks, args.num_classes)
+    print(json.dumps({"images": len(images), **scores}, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(scores, indent=2))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import keras
+    import numpy as np
+    from PIL import Image
+
+    import kerasseg  # noqa: F401  (registers the kerasseg classes for load_model)
+    from kerasseg.data.masks import IMAGE_EXTENSIONS, _read_image
+    from kerasseg.segmentation.inference import predict_padded
+
+    model = keras.models.load_model(args.model)
+    channels = model.input_shape[-1]
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    files = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise SystemExit(f"error: no images in {args.images}.")
+    for path in files:
+        prediction = predict_padded(model, _read_image(path, channels)[None])[0]
+        if prediction.shape[-1] == 1:
+            mask = np.where(prediction[..., 0] > args.threshold, 255, 0).astype("uint8")
+        else:
+            mask = np.argmax(prediction, axis=-1).astype("uint8")
+        Image.fromarray(mask).save(output / f"{path.stem}.png")
+    print(f"Wrote {len(files)} masks to {output.resolve()}")
+    return 0
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from kerasseg import zoo
+
+    if args.zoo_command == "list":
+        for name in zoo.list_models(args.pattern, task=args.task):
+            print(f"{name:28s} {zoo.info(name)['description']}")
+    elif args.zoo_command == "info":
+        print(json.dumps(zoo.info(args.name), indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kerasseg", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command")
+
+    demo = sub.add_parser("demo", help="train U-Net on the ISBI 2012 membranes (or synthetic data)")
+    demo.add_argument("--output", default="kerasseg-demo", help="output folder (default: kerasseg-demo)")
+    demo.add_argument("--data", default=None, help="ISBI folder with images/ and masks/ (default: ../shared/data/isbi2012-membrane)")
+    _add_training_options(demo, epochs=12, steps=25)
+    demo.set_defaults(func=cmd_demo)
+
+    def folder_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--images", required=True, help="folder of images")
+        p.add_argument("--masks", required=True, help="folder of masks with the same file stems")
+        p.add_argument("--mask-values", default=None, help="raw:class mapping, e.g. '0:0,255:1'")
+        p.add_argument("--channels", type=int, default=3, choices=(1, 3))
+        p.add_argument("--num-classes", type=int, default=1, help="1 = binary (default)")
+
+    train = sub.add_parser("train", help="train a zoo model on a folder of images and masks")
+    folder_options(train)
+    train.add_argument("--output", required=True)
+    train.add_argument("--val-indices", default=None, help="e.g. '24-29'; default: the last --val-fraction")
+    train.add_argument("--val-fraction", type=float, default=0.2)
+    _add_training_options(train, epochs=10, steps=50)
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="Dice/Jaccard/cosine of a saved model on a folder")
+    evaluate.add_argument("--model", required=True, help="a .keras file")
+    folder_options(evaluate)
+    evaluate.add_argument("--indices", default=None, help="subset, e.g. '24-29'")
+    evaluate.add_argument("--json", default=None, help="also write the scores to this file")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    predict = sub.add_parser("predict", help="write predicted masks for a folder of images")
+    predict.add_argument("--model", required=True, help="a .keras file")
+    predict.add_argument("--images", required=True)
+    predict.add_argument("--output", required=True)
+    predict.add_argument("--threshold", type=float, default=0.5)
+    predict.set_defaults(func=cmd_predict)
+
+    zoo = sub.add_parser("zoo", help="list and describe the registered models")
+    zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True)
+    zoo_list = zoo_sub.add_parser("list")
+    zoo_list.add_argument("pattern", nargs="?", default="*")
+    zoo_list.add_argument("--task", default=None, choices=("segmentation", "detection"))
+    zoo_info = zoo_sub.add_parser("info")
+    zoo_info.add_argument("name")
+    zoo.set_defaults(func=cmd_zoo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from kerasseg import __version__
+
+        print(__version__)
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
