@@ -110,7 +110,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from kerasseg.training import train_segmentation
 
     output = Path(args.output)
-    data = Path(args.data) if args.data else _find_demo_data()
+    if args.synthetic:
+        data = None
+    elif args.data:
+        data = Path(args.data)
+        if not ((data / "images").is_dir() and (data / "masks").is_dir()):
+            raise SystemExit(f"error: --data {data} must contain images/ and masks/ folders.")
+    else:
+        data = _find_demo_data()
     if data is not None:
         from kerasseg.data.masks import SegmentationFolder
 
@@ -265,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train U-Net on the ISBI 2012 membranes (or synthetic data)")
     demo.add_argument("--output", default="kerasseg-demo", help="output folder (default: kerasseg-demo)")
     demo.add_argument("--data", default=None, help="ISBI folder with images/ and masks/ (default: ../shared/data/isbi2012-membrane)")
+    demo.add_argument("--synthetic", action="store_true", help="use the synthetic shapes set even if the ISBI data is there")
     _add_training_options(demo, epochs=12, steps=25)
     demo.set_defaults(func=cmd_demo)
 
