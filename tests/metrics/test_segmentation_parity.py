@@ -160,6 +160,17 @@ def test_matches_smp_for_every_reduction(smp, mode, name):
     # The data must exercise the 0/0 convention of the imagewise reductions.
     tp, fp, fn, _ = (s.numpy() for s in stats)
     assert ((tp + fp + fn) == 0).any()
+    # The accumulated counts are smp's, summed over images.
+    metric = build(name, mode)
+    stream(metric, batches)
+    counts = (
+        metric.true_positives,
+        metric.false_positives,
+        metric.false_negatives,
+        metric.true_negatives,
+    )
+    for ours, theirs in zip(counts, stats):
+        np.testing.assert_array_equal(np.asarray(ours), theirs.sum(0).numpy())
     for average, per_image, reduction in REDUCTIONS:
         got = stream(build(name, mode, average=average, per_image=per_image), batches)
         want = smp_score(smp, name, stats, reduction)
