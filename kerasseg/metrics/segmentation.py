@@ -17,12 +17,12 @@ Averaging (the same names as `segmentation_models_pytorch.metrics`):
 
 | arguments | smp `reduction` | result |
 |---|---|---|
-| `average="micro"` | `"micro"` | sum counts over images and classes, then score |
-| `average="macro"` | `"macro"` | sum counts over images, score each class, mean over classes |
-| `average=None` | — | the per-class scores of `"macro"`, shape (C,) |
-| `average="micro", per_image=True` | `"micro-imagewise"` | per image: sum counts over classes, score; mean over images |
-| `average="macro", per_image=True` | `"macro-imagewise"` | per image and class: score; mean over images, then over classes |
-| `average=None, per_image=True` | `None`, then mean over images | per class: mean over images of the image's score, shape (C,) |
+| `average="micro"` | `"micro"` | score of the counts summed over images and classes |
+| `average="macro"` | `"macro"` | mean over classes of the class scores (counts summed over images) |
+| `average=None` | — | the class scores of `"macro"`, shape (C,) |
+| `average="micro", per_image=True` | `"micro-imagewise"` | mean over images of the `"micro"` score |
+| `average="macro", per_image=True` | `"macro-imagewise"` | mean over images and classes of the scores |
+| `average=None, per_image=True` | `None`, mean over images | per class: mean over images, (C,) |
 
 **Empty classes.** When a class is absent from both the target and the prediction
 (TP + FP + FN = 0) its score is 0/0; it is then `zero_division` (default 1.0, the default of
@@ -117,8 +117,8 @@ class ConfusionMetric(keras.metrics.Metric):
         self.num_classes = self._check_num_classes(mode, num_classes)
         if threshold is not None and mode == "multiclass":
             raise ValueError(
-                "`threshold` applies to mode='binary' and mode='multilabel' only; mode='multiclass' "
-                f"takes the argmax over classes. Got threshold={threshold!r}."
+                "`threshold` applies to mode='binary' and mode='multilabel' only; "
+                f"mode='multiclass' takes the argmax over classes. Got threshold={threshold!r}."
             )
         if threshold is not None and (
             not isinstance(threshold, numbers.Real) or not 0.0 <= float(threshold) <= 1.0
