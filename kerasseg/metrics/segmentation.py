@@ -17,11 +17,11 @@ Averaging (the same names as `segmentation_models_pytorch.metrics`):
 
 | arguments | smp `reduction` | result |
 |---|---|---|
-| `average="micro"` | `"micro"` | score of the counts summed over images and classes |
-| `average="macro"` | `"macro"` | mean over classes of the class scores (counts summed over images) |
+| `average="micro"` | `"micro"` | score of the counts summed over images, classes |
+| `average="macro"` | `"macro"` | class mean of class scores (counts summed over images) |
 | `average=None` | — | the class scores of `"macro"`, shape (C,) |
-| `average="micro", per_image=True` | `"micro-imagewise"` | mean over images of the `"micro"` score |
-| `average="macro", per_image=True` | `"macro-imagewise"` | mean over images and classes of the scores |
+| `average="micro", per_image=True` | `"micro-imagewise"` | mean over images of their micro score |
+| `average="macro", per_image=True` | `"macro-imagewise"` | mean over images, then classes |
 | `average=None, per_image=True` | `None`, mean over images | per class: mean over images, (C,) |
 
 **Empty classes.** When a class is absent from both the target and the prediction
