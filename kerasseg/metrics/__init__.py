@@ -1,1 +1,3 @@
 """Streaming segmentation metrics and the detection evaluator."""
+
+from kerasseg.metrics.segmentation import ConfusionMetric, Cosine, Dice, Jaccard  # noqa: F401
