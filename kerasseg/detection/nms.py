@@ -269,6 +269,62 @@ def soft_nms(
     )
 
 
+def _candidates(boxes: Any, scores: Any, classes: Any) -> tuple[Any, Any, bool]:
+    """Flattens the three `batched_nms` layouts into per-image candidate lists.
+
+    Returns:
+        ``(flat_scores (B, K0), pick, unbatched)``: ``pick(order)`` gathers the boxes
+        ``(B, k, 4)`` and int32 classes ``(B, k)`` of candidate indices ``order (B, k)``
+        (indices past the end, from -inf padding, are clamped: their scores are -inf).
+    """
+    boxes = ops.cast(ops.convert_to_tensor(boxes), "float32")
+    scores = ops.cast(ops.convert_to_tensor(scores), "float32")
+    if classes is not None:
+        if len(scores.shape) not in (1, 2) or len(boxes.shape) != len(scores.shape) + 1:
+            raise ValueError(
+                "With `classes`, expected boxes (B, N, 4), scores (B, N), classes (B, N); got "
+                f"boxes {tuple(boxes.shape)}, scores {tuple(scores.shape)}."
+            )
+        classes = ops.cast(ops.convert_to_tensor(classes), "int32")
+        unbatched = len(scores.shape) == 1
+        if unbatched:
+            boxes, scores, classes = boxes[None], scores[None], classes[None]
+
+        def pick(order: Any) -> tuple[Any, Any]:
+            order = ops.minimum(order, ops.shape(scores)[1] - 1)
+            return (
+                ops.take_along_axis(boxes, order[..., None], axis=1),
+                ops.take_along_axis(classes, order, axis=1),
+            )
+
+        return scores, pick, unbatched
+
+    if len(scores.shape) not in (2, 3):
+        raise ValueError(
+            f"`scores` must be (B, N, C) (or (N, C)) without `classes`, got {tuple(scores.shape)}."
+        )
+    unbatched = len(scores.shape) == 2
+    if unbatched:
+        boxes, scores = boxes[None], scores[None]
+    num_classes = scores.shape[-1]
+    if num_classes is None:
+        raise ValueError("The number of classes (last axis of `scores`) must be static.")
+    batch = ops.shape(scores)[0]
+    if len(boxes.shape) not in (3, 4):
+        raise ValueError(f"`boxes` must be (B, N, 4) or (B, N, C, 4), got {tuple(boxes.shape)}.")
+    # Candidate n * C + c is class c of box n; class-specific boxes flatten the same way.
+    shared = len(boxes.shape) == 3
+    if not shared:
+        boxes = ops.reshape(boxes, (batch, -1, 4))
+
+    def pick(order: Any) -> tuple[Any, Any]:
+        index = order // num_classes if shared else order
+        index = ops.minimum(index, ops.shape(boxes)[1] - 1)
+        return ops.take_along_axis(boxes, index[..., None], axis=1), order % num_classes
+
+    return ops.reshape(scores, (batch, -1)), pick, unbatched
+
+
 def batched_nms(
     boxes: Any,
     scores: Any,
@@ -317,46 +373,7 @@ def batched_nms(
     _check_common(max_detections, iou_threshold, method, sigma)
     if pre_nms_top_k is not None and (not isinstance(pre_nms_top_k, int) or pre_nms_top_k < 1):
         raise ValueError(f"`pre_nms_top_k` must be a positive int or None, got {pre_nms_top_k!r}.")
-    boxes = ops.cast(ops.convert_to_tensor(boxes), "float32")
-    scores = ops.cast(ops.convert_to_tensor(scores), "float32")
-
-    if classes is not None:
-        if len(scores.shape) not in (1, 2) or len(boxes.shape) != len(scores.shape) + 1:
-            raise ValueError(
-                "With `classes`, expected boxes (B, N, 4), scores (B, N), classes (B, N); got "
-                f"boxes {tuple(boxes.shape)}, scores {tuple(scores.shape)}."
-            )
-        unbatched = len(scores.shape) == 1
-        if unbatched:
-            boxes, scores = boxes[None], scores[None]
-            classes = ops.convert_to_tensor(classes)[None]
-        flat_boxes, flat_scores = boxes, scores
-        flat_classes = ops.cast(classes, "int32")
-        class_of = None
-    else:
-        if len(scores.shape) not in (2, 3):
-            raise ValueError(
-                f"`scores` must be (B, N, C) (or (N, C)) without `classes`, got {tuple(scores.shape)}."
-            )
-        unbatched = len(scores.shape) == 2
-        if unbatched:
-            boxes, scores = boxes[None], scores[None]
-        batch, num_boxes = ops.shape(scores)[0], ops.shape(scores)[1]
-        num_classes = scores.shape[-1]
-        if num_classes is None:
-            raise ValueError("The number of classes (last axis of `scores`) must be static.")
-        flat_scores = ops.reshape(scores, (batch, -1))  # candidate = box * C + class
-        if len(boxes.shape) == 4:
-            flat_boxes = ops.reshape(boxes, (batch, -1, 4))
-        elif len(boxes.shape) == 3:
-            flat_boxes = None  # gathered after the top-k, from box = candidate // C
-        else:
-            raise ValueError(
-                f"`boxes` must be (B, N, 4) or (B, N, C, 4), got {tuple(boxes.shape)}."
-            )
-        flat_classes = None
-        class_of = num_classes
-        del num_boxes
+    flat_scores, pick, unbatched = _candidates(boxes, scores, classes)
 
     # Pre-selection of the best candidates: pad with -inf so that top-k never asks for
     # more than there are (N may be dynamic), then sort.
@@ -371,18 +388,7 @@ def batched_nms(
             filler = ops.full((ops.shape(flat_scores)[0], k), float("-inf"), dtype="float32")
             flat_scores = ops.concatenate([flat_scores, filler], axis=1)
     top_scores, order = _sort_candidates(flat_scores, k)
-    if class_of is not None:
-        top_classes = order % class_of
-        if flat_boxes is None:
-            box_index = ops.minimum(order // class_of, ops.shape(boxes)[1] - 1)
-            top_boxes = ops.take_along_axis(boxes, box_index[..., None], axis=1)
-        else:
-            top_boxes = ops.take_along_axis(
-                flat_boxes, ops.minimum(order, ops.shape(flat_boxes)[1] - 1)[..., None], axis=1
-            )
-    else:
-        top_classes = ops.take_along_axis(flat_classes, order, axis=1)
-        top_boxes = ops.take_along_axis(flat_boxes, order[..., None], axis=1)
+    top_boxes, top_classes = pick(order)
 
     picks, kept_scores, num = _select(
         top_boxes,

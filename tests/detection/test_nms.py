@@ -258,6 +258,13 @@ def test_layer_in_a_model_predict_and_save_round_trip(tmp_path):
     for key in predicted:
         np.testing.assert_allclose(predicted[key], keras.ops.convert_to_numpy(direct[key]))
 
+    # Fewer candidates than pre_nms_top_k at run time (N is dynamic): -inf filler path.
+    few = model.predict([boxes[:, :5], scores[:, :5]], verbose=0)
+    direct = batched_nms(boxes[:, :5], scores[:, :5], max_detections=7, iou_threshold=0.5, score_threshold=0.2)
+    for key in few:
+        np.testing.assert_allclose(few[key], keras.ops.convert_to_numpy(direct[key]))
+    assert np.all(few["classes"][few["scores"] == 0] == -1)
+
     path = tmp_path / "nms.keras"
     model.save(path)
     restored = keras.models.load_model(path)  # no custom_objects: the layer is registered
