@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import collections
 import json
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,8 +42,6 @@ from kerasseg.data.detection_records import (
     finish,
     validate_box,
 )
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["coco_dataset", "load_coco"]
 

@@ -273,3 +273,51 @@ def test_layer_in_a_model_predict_and_save_round_trip(tmp_path):
     again = restored.predict([boxes, scores], verbose=0)
     for key in predicted:
         np.testing.assert_allclose(again[key], predicted[key])
+
+
+# ------------------------------------------------------------- other Keras backends
+
+_TORCH_BACKEND_SCRIPT = """
+import json, os, sys
+os.environ["KERAS_BACKEND"] = "torch"
+import numpy as np, torch, torchvision, keras
+from kerasseg.detection import nms
+data = np.load(sys.argv[1])
+out = nms.batched_nms(data["boxes"], data["scores"], max_detections=15, iou_threshold=0.5, score_threshold=0.1)
+single, num = nms.non_max_suppression(data["boxes"][0], data["scores"][0, :, 0], max_output_size=40, iou_threshold=0.4)
+reference = torchvision.ops.nms(torch.from_numpy(data["boxes"][0]), torch.from_numpy(data["scores"][0, :, 0]), 0.4)
+print(json.dumps({
+    "backend": keras.backend.backend(),
+    "out": {k: keras.ops.convert_to_numpy(v).tolist() for k, v in out.items()},
+    "single": keras.ops.convert_to_numpy(single)[: int(num)].tolist(),
+    "torchvision": reference.tolist(),
+}))
+"""
+
+
+@pytest.mark.parity
+def test_same_results_on_the_torch_backend(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.support import REPO_ROOT
+
+    require_module("torch")
+    rng = np.random.default_rng(8)
+    boxes = np.stack([random_set(rng, 40)[0] for _ in range(2)])
+    scores = rng.uniform(0, 1, (2, 40, 3)).astype(np.float32)
+    np.savez(tmp_path / "data.npz", boxes=boxes, scores=scores)
+    env = dict(os.environ, KERAS_BACKEND="torch", PYTHONPATH=str(REPO_ROOT))
+    result = subprocess.run(
+        [sys.executable, "-c", _TORCH_BACKEND_SCRIPT, str(tmp_path / "data.npz")],
+        capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    torch_run = json.loads(result.stdout.strip().splitlines()[-1])
+    assert torch_run["backend"] == "torch"
+    assert torch_run["single"] == torch_run["torchvision"]
+    ours = batched_nms(boxes, scores, max_detections=15, iou_threshold=0.5, score_threshold=0.1)
+    for key, value in ours.items():
+        np.testing.assert_allclose(np.asarray(torch_run["out"][key]), keras.ops.convert_to_numpy(value), rtol=1e-6)
