@@ -1,7 +1,7 @@
 """kerasseg: image segmentation and object detection for Keras 3.
 
 `import kerasseg` imports Keras and the modules that define serializable objects
-(`layers`, `losses`, `metrics`), so that `keras.models.load_model` finds every kerasseg
+(`layers`, `losses`, `metrics`, `detection`), so that `keras.models.load_model` finds every kerasseg
 class without `custom_objects`. Everything else (architectures, the zoo, data loading,
 plotting, the command line) is imported on first attribute access.
 """
@@ -15,22 +15,21 @@ __version__ = "0.1.0"
 
 # Registered with keras.saving at import time: a saved model that uses them must load
 # after a plain `import kerasseg`.
-from kerasseg import layers, losses, metrics  # noqa: E402
+from kerasseg import detection, layers, losses, metrics  # noqa: E402
 
 _LAZY_SUBMODULES = (
     "callbacks",
     "data",
-    "detection",
     "encoders",
     "segmentation",
     "visualize",
     "zoo",
 )
 
-__all__ = ["__version__", "layers", "losses", "metrics", *_LAZY_SUBMODULES]
+__all__ = ["__version__", "detection", "layers", "losses", "metrics", *_LAZY_SUBMODULES]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kerasseg import callbacks, data, detection, encoders, segmentation, visualize, zoo
+    from kerasseg import callbacks, data, encoders, segmentation, visualize, zoo
 
 
 def __getattr__(name: str) -> Any:

@@ -30,6 +30,7 @@ def test_import_kerasseg_registers_serializables_but_loads_heavy_parts_lazily():
     loaded, registered, lazy_ok = json.loads(out.stdout.strip().splitlines()[-1])
     assert loaded == []
     assert "kerasseg>DivisibleSizeCheck" in registered
+    assert "kerasseg>NonMaxSuppression" in registered
     assert lazy_ok
 
 
