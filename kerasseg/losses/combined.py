@@ -117,7 +117,7 @@ class CombinedLoss(LossArithmetic, keras.losses.Loss):
         return cls([loss for _, loss in parts], [weight for weight, _ in parts])
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
-        with ops.name_scope(self.name):
+        with keras.name_scope(self.name):
             return self._weighted_sum(y_true, y_pred, sample_weight)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:

@@ -34,8 +34,9 @@ class RegionLoss(SegmentationLoss):
             score 1 (loss 0) instead of 0/0, and it makes predicted mass on a class that is
             absent from the target a smooth penalty: Dice = s / (FP + s), a loss that grows
             with FP and keeps a useful gradient s / (FP + s)^2. With a tiny `smooth` (1e-5) any
-            false-positive mass saturates the loss at ~1 and its gradient vanishes; with
-            `smooth=0` an absent class scores 0 (loss 1) even when nothing is predicted.
+            false-positive mass saturates the loss at ~1 and its gradient vanishes (with
+            `smooth=0` an absent class scores 0 as soon as anything is predicted for it).
+            An empty target with an exactly empty prediction scores 1 for every `smooth`.
             For classes with hundreds of pixels 1.0 barely changes the score.
         classes: Which classes to average over: None or "all" (every channel), "present"
             (only classes with labelled positives in the image/batch; a group without any
@@ -102,8 +103,14 @@ class RegionLoss(SegmentationLoss):
         raise NotImplementedError(f"{type(self).__name__} must define class_losses().")
 
     def _ratio(self, numerator: Any, denominator: Any) -> Any:
-        """`(numerator + smooth) / (denominator + smooth)`, denominator kept >= 1e-7."""
-        return (numerator + self.smooth) / ops.maximum(denominator + self.smooth, 1e-7)
+        """`(numerator + smooth) / (denominator + smooth)`; 1 where both counts are empty.
+
+        An empty target with an empty prediction is a perfect match, also with `smooth=0`
+        (where the ratio would be 0 / 0).
+        """
+        denominator = denominator + self.smooth
+        ratio = (numerator + self.smooth) / ops.maximum(denominator, 1e-7)
+        return ops.where(denominator > 0, ratio, ops.ones_like(ratio))
 
     def get_config(self) -> dict:
         config = super().get_config()
