@@ -64,8 +64,8 @@ def _binary_data(seed=0, n=8):
     return x, y
 
 
-def _tiny_model(num_classes=1, activation="sigmoid"):
-    inputs = keras.Input((16, 16, 3))
+def _tiny_model(num_classes=1, activation="sigmoid", input_shape=(16, 16, 3)):
+    inputs = keras.Input(input_shape)
     x = keras.layers.Rescaling(1 / 255.0)(inputs)
     x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(x)
     outputs = keras.layers.Conv2D(num_classes, 1, activation=activation, dtype="float32")(x)
@@ -82,7 +82,8 @@ def test_compiled_model_saves_and_reloads(tmp_path, make_loss):
     x, y = _binary_data()
     model = _tiny_model()
     loss = make_loss()
-    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
+    # jit_compile=False: compiling with XLA costs seconds on CPU (XLA: see test_lovasz.py).
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss, jit_compile=False)
     before = model.evaluate(x, y, verbose=0)
     model.fit(x, y, epochs=8, batch_size=8, verbose=0)
     after = model.evaluate(x, y, verbose=0)
@@ -102,9 +103,9 @@ def test_multiclass_fit_with_integer_labels():
     keras.utils.set_random_seed(1)
     x, _ = _binary_data(seed=1)
     labels = np.digitize(x[..., 0], [85, 170]).astype("int32")  # 3 classes, (B, H, W)
-    model = _tiny_model(3, activation="softmax")
+    model = _tiny_model(3, activation="softmax", input_shape=(None, None, 3))  # unknown H, W
     loss = losses.CrossEntropy("multiclass") + losses.Lovasz("multiclass") + losses.Dice("multiclass")
-    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss, jit_compile=False)
     before = model.evaluate(x, labels, verbose=0)
     model.fit(x, labels, epochs=8, batch_size=8, verbose=0)
     after = model.evaluate(x, labels, verbose=0)

@@ -148,3 +148,15 @@ def test_class_weights_and_perfect_prediction():
     assert _value(weighted, case.y_true, case.probs) == pytest.approx(
         np.dot(per_class, weights) / np.sum(weights), rel=1e-5
     )
+
+
+def test_xla_compiled_matches_eager():
+    """The vectorised sort/cumsum path compiles with XLA (jit_compile=True)."""
+    case = ref.make_case("multiclass", 3, seed=75, ignore=True)
+    for mode, y_true, y_pred in (
+        ("multiclass", case.y_true, case.probs),
+        ("binary", (case.y_true == 1).astype("float32")[..., None], case.logits[..., :1]),
+    ):
+        loss = losses.Lovasz(mode, per_image=True, ignore_index=ref.IGNORE, from_logits=mode == "binary")
+        compiled = tf.function(lambda t, p: loss(t, p), jit_compile=True)
+        assert float(compiled(y_true, y_pred)) == pytest.approx(float(loss(y_true, y_pred)), rel=1e-6)
