@@ -25,14 +25,10 @@ class Dice(RegionLoss):
 
     Args:
         mode: "binary", "multilabel" or "multiclass".
-        from_logits: Whether `y_pred` holds logits rather than probabilities (default False).
-        smooth: `s` above (default 1.0); see `RegionLoss` for why it is not tiny.
         log_loss: Use `-ln(Dice)` per class instead of `1 - Dice` (steeper for poor classes).
-        classes: None/"all", "present" or a list of channel ids to average over.
-        ignore_index: Target value of unlabelled pixels.
-        class_weights: Per-channel weights of the class average (multiclass/multilabel).
-        per_image: Per-image Dice averaged over images, instead of one Dice for the batch.
-        reduction: Keras reduction. name: Name of the loss. dtype: Dtype of the result.
+        **kwargs: The shared arguments of `RegionLoss`: `from_logits` (default False),
+            `smooth` (default 1.0), `classes`, `ignore_index`, `class_weights`, `per_image`,
+            `reduction`, `name`, `dtype`.
 
     Shapes: `y_pred` (B, H, W, C) probabilities (or logits); `y_true` (B, H, W, C) in {0, 1}
     (binary/multilabel) or class ids (B, H, W) / (B, H, W, 1) / one-hot (multiclass).

@@ -31,9 +31,9 @@ class Focal(SegmentationLoss):
       (no balancing when `alpha=None`).
     * multiclass: SOFTMAX focal loss per pixel, $p_t = \mathrm{softmax}(z)_y$ - one term per
       pixel, the natural multi-class generalisation. (smp's `FocalLoss(mode="multiclass")`
-      instead sums C one-vs-rest SIGMOID focal losses over the softmax-free scores; to get
-      that behaviour, pass one-hot targets with `mode="multilabel"`.) `alpha` is not used
-      here; weight classes with `class_weights`.
+      instead averages C one-vs-rest SIGMOID focal losses of the raw scores; for logits
+      that is `Focal(mode="multilabel", from_logits=True)` on one-hot targets.) `alpha` is
+      not used here; weight classes with `class_weights`.
 
     Args:
         mode: "binary", "multilabel" or "multiclass".
@@ -41,12 +41,9 @@ class Focal(SegmentationLoss):
             balancing. The paper's detection setting used 0.25 (which DOWN-weights the rare
             positives, because the focal term already down-weights easy negatives).
         gamma: Focusing exponent >= 0 (default 2); 0 gives the (alpha-weighted) cross-entropy.
-        from_logits: Whether `y_pred` holds logits (computed stably). Probabilities (the
-            default) are clipped to [1e-7, 1 - 1e-7] first.
-        ignore_index: Target value of unlabelled pixels.
-        class_weights: Per-channel weights; weighted mean as in `CrossEntropy`.
-        per_image: Mean over each image's labelled pixels, shape (B,), instead of the batch.
-        reduction: Keras reduction. name: Name of the loss. dtype: Dtype of the result.
+        **kwargs: The shared arguments of `SegmentationLoss`: `from_logits` (default
+            False), `ignore_index`, `class_weights`, `per_image`, `reduction`, `name`,
+            `dtype`.
 
     Shapes: as `CrossEntropy`. Returns (when called): a scalar loss >= 0.
     """

@@ -25,14 +25,10 @@ class Jaccard(RegionLoss):
 
     Args:
         mode: "binary", "multilabel" or "multiclass".
-        from_logits: Whether `y_pred` holds logits rather than probabilities (default False).
-        smooth: `s` above (default 1.0); see `RegionLoss`.
         log_loss: Use `-ln(IoU)` per class instead of `1 - IoU`.
-        classes: None/"all", "present" or a list of channel ids to average over.
-        ignore_index: Target value of unlabelled pixels.
-        class_weights: Per-channel weights of the class average (multiclass/multilabel).
-        per_image: Per-image IoU averaged over images, instead of one IoU for the batch.
-        reduction: Keras reduction. name: Name of the loss. dtype: Dtype of the result.
+        **kwargs: The shared arguments of `RegionLoss`: `from_logits` (default False),
+            `smooth` (default 1.0), `classes`, `ignore_index`, `class_weights`, `per_image`,
+            `reduction`, `name`, `dtype`.
 
     Shapes: as `Dice`. Returns (when called): a scalar loss in [0, 1].
 

@@ -79,12 +79,9 @@ class Lovasz(SegmentationLoss):
             ids. None (default) means "present" for multiclass and "all" for binary and
             multilabel (the hinge is well defined on an empty mask and penalises false
             positives there).
-        from_logits: Whether `y_pred` holds logits (default False: probabilities).
-        ignore_index: Target value of unlabelled pixels; they do not change the loss.
-        class_weights: Per-channel weights of the class average (multiclass/multilabel).
-        per_image: Loss per image, averaged over images (Berman's `per_image=True`), instead
-            of one loss over the batch's pixels.
-        reduction: Keras reduction. name: Name of the loss. dtype: Dtype of the result.
+        **kwargs: The shared arguments of `SegmentationLoss`: `from_logits` (default
+            False), `ignore_index`, `class_weights`, `per_image`, `reduction`, `name`,
+            `dtype`.
 
     Shapes: as `SegmentationLoss`. Returns (when called): a scalar loss >= 0.
 

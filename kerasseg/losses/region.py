@@ -95,7 +95,9 @@ class RegionLoss(SegmentationLoss):
         """Loss of each class from its soft counts; subclasses define the score.
 
         Args:
-            tp, fp, fn: (G, C) soft true positives, false positives and false negatives.
+            tp: (G, C) soft true positives of each group (image or batch) and class.
+            fp: (G, C) soft false positives.
+            fn: (G, C) soft false negatives.
 
         Returns:
             (G, C) losses.

@@ -29,16 +29,12 @@ class Tversky(RegionLoss):
         mode: "binary", "multilabel" or "multiclass".
         alpha: Weight of the false positives (default 0.5).
         beta: Weight of the false negatives (default 0.5).
-        gamma: Focal exponent applied to each class's loss, `(1 - T_c)^gamma` (the focal
-            Tversky loss of Abraham & Khan uses gamma = 1 / 1.33 ... 1 / 3 in that notation;
-            default 1, the plain Tversky loss).
-        from_logits: Whether `y_pred` holds logits rather than probabilities (default False).
-        smooth: `s` above (default 1.0); see `RegionLoss`.
-        classes: None/"all", "present" or a list of channel ids to average over.
-        ignore_index: Target value of unlabelled pixels.
-        class_weights: Per-channel weights of the class average (multiclass/multilabel).
-        per_image: Per-image losses averaged over images, instead of one for the batch.
-        reduction: Keras reduction. name: Name of the loss. dtype: Dtype of the result.
+        gamma: Focal exponent applied to each class's loss, `(1 - T_c)^gamma` (default 1,
+            the plain Tversky loss; Abraham & Khan's focal Tversky loss uses exponents
+            1/3 ... 3/4, written 1/gamma there).
+        **kwargs: The shared arguments of `RegionLoss`: `from_logits` (default False),
+            `smooth` (default 1.0), `classes`, `ignore_index`, `class_weights`, `per_image`,
+            `reduction`, `name`, `dtype`.
 
     Shapes: as `Dice`. Returns (when called): a scalar loss in [0, 1].
 
