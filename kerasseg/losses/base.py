@@ -128,7 +128,9 @@ class SegmentationLoss(LossArithmetic, keras.losses.Loss):
             pixel by the weight of its true class (multiclass) or each entry by its channel's
             weight (multilabel); region losses take the weighted mean of the per-class losses.
         per_image: Compute the loss of each image separately and return shape (B,) (then
-            Keras' reduction averages the images), instead of one value for the whole batch.
+            Keras' reduction averages the images, weighted by `sample_weight`), instead of
+            one value for the whole batch. Per-image `sample_weight`s need `per_image=True`;
+            a batch-level loss is merely scaled by their mean.
         reduction: Keras reduction over the (B,) per-image values; a batch-level scalar is
             returned unchanged by every reduction.
         name: Name of the loss.

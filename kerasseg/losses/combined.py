@@ -93,7 +93,9 @@ class CombinedLoss(LossArithmetic, keras.losses.Loss):
         super().__init__(name=name, reduction="sum_over_batch_size", dtype=dtype)
         losses = list(losses)
         if not losses:
-            raise ValueError("`losses` must hold at least one keras.losses.Loss; got an empty list.")
+            raise ValueError(
+                "`losses` must hold at least one keras.losses.Loss; got an empty list."
+            )
         for index, loss in enumerate(losses):
             if not isinstance(loss, keras.losses.Loss):
                 raise TypeError(
@@ -149,5 +151,7 @@ class CombinedLoss(LossArithmetic, keras.losses.Loss):
         return cls(**config)
 
     def __repr__(self) -> str:
-        terms = " + ".join(f"{w:g} * {type(loss).__name__}" for w, loss in zip(self.weights, self.losses))
+        terms = " + ".join(
+            f"{w:g} * {type(loss).__name__}" for w, loss in zip(self.weights, self.losses)
+        )
         return f"CombinedLoss({terms})"

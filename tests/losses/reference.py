@@ -162,7 +162,9 @@ def np_tversky_family(
     return float(np.mean(out))
 
 
-def np_cross_entropy(case: Case, from_logits: bool, *, per_image: bool, class_weights=None) -> float:
+def np_cross_entropy(
+    case: Case, from_logits: bool, *, per_image: bool, class_weights=None
+) -> float:
     """Mean (weighted) BCE / softmax CE over labelled entries."""
     t, valid = case.one_hot()
     x = case.y_pred(from_logits).astype("float64")
@@ -280,4 +282,5 @@ def smp_inputs(case: Case, from_logits: bool, *, float64: bool = True):
 
 def smp_per_image_mean(loss_fn, y_pred, y_true) -> float:
     """smp has no per-image mode: the mean of its loss over single-image batches."""
-    return float(np.mean([float(loss_fn(y_pred[i : i + 1], y_true[i : i + 1])) for i in range(len(y_pred))]))
+    values = [float(loss_fn(y_pred[i : i + 1], y_true[i : i + 1])) for i in range(len(y_pred))]
+    return float(np.mean(values))

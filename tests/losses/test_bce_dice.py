@@ -8,6 +8,11 @@ from kerasseg import losses
 from tests.losses import reference as ref
 from tests.support import require_module
 
+# Every test here compares against an independent reference (smp/torch live, NumPy, or
+# numbers worked by hand).
+pytestmark = pytest.mark.parity
+
+
 CONFIGS = [("binary", 1), ("multilabel", 3), ("multiclass", 4)]
 
 
@@ -77,7 +82,8 @@ def test_matches_smp_composition(mode, num_classes):
 def test_equals_sum_of_parts():
     case = ref.make_case("binary", 1, seed=87, ignore=True)
     kwargs = {"ignore_index": ref.IGNORE, "per_image": True}
-    whole = _value(losses.BceDice(bce_weight=2.0, dice_weight=0.5, **kwargs), case.y_true, case.probs)
+    whole_loss = losses.BceDice(bce_weight=2.0, dice_weight=0.5, **kwargs)
+    whole = _value(whole_loss, case.y_true, case.probs)
     ce = _value(losses.CrossEntropy(**kwargs), case.y_true, case.probs)
     dice = _value(losses.Dice(log_loss=True, **kwargs), case.y_true, case.probs)
     assert whole == pytest.approx(2.0 * ce + 0.5 * dice, rel=1e-6)

@@ -74,7 +74,10 @@ def _tiny_model(num_classes=1, activation="sigmoid", input_shape=(16, 16, 3)):
 
 @pytest.mark.parametrize(
     "make_loss",
-    [lambda: losses.BceDice(), lambda: losses.BceDice(log_dice=False) + 0.5 * losses.Lovasz(per_image=True)],
+    [
+        lambda: losses.BceDice(),
+        lambda: losses.BceDice(log_dice=False) + 0.5 * losses.Lovasz(per_image=True),
+    ],
     ids=["BceDice", "combined"],
 )
 def test_compiled_model_saves_and_reloads(tmp_path, make_loss):
@@ -93,7 +96,8 @@ def test_compiled_model_saves_and_reloads(tmp_path, make_loss):
     assert kerasseg.__name__  # the registration lives in `import kerasseg`, no custom_objects
     loaded = keras.models.load_model(path)  # safe_mode=True
     assert type(loaded.loss) is type(loss)
-    assert keras.saving.serialize_keras_object(loaded.loss) == keras.saving.serialize_keras_object(loss)
+    serialize = keras.saving.serialize_keras_object
+    assert serialize(loaded.loss) == serialize(loss)
     assert loaded.evaluate(x, y, verbose=0) == pytest.approx(after, rel=1e-6)
     pred = loaded.predict(x, verbose=0)
     assert _value(loaded.loss, y, pred) == pytest.approx(_value(loss, y, pred), rel=1e-6)
@@ -104,7 +108,9 @@ def test_multiclass_fit_with_integer_labels():
     x, _ = _binary_data(seed=1)
     labels = np.digitize(x[..., 0], [85, 170]).astype("int32")  # 3 classes, (B, H, W)
     model = _tiny_model(3, activation="softmax", input_shape=(None, None, 3))  # unknown H, W
-    loss = losses.CrossEntropy("multiclass") + losses.Lovasz("multiclass") + losses.Dice("multiclass")
+    loss = (
+        losses.CrossEntropy("multiclass") + losses.Lovasz("multiclass") + losses.Dice("multiclass")
+    )
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss, jit_compile=False)
     before = model.evaluate(x, labels, verbose=0)
     model.fit(x, labels, epochs=8, batch_size=8, verbose=0)

@@ -57,7 +57,8 @@ def test_finite_on_extreme_inputs(name, mode, num_classes):
     for kind in ("random", "empty", "ignored"):
         y_true = _targets(mode, num_classes, rng, kind)
         for per_image in (False, True):
-            for from_logits, y_pred in ((True, 1e4 * signs), (False, (signs > 0).astype("float32"))):
+            extremes = ((True, 1e4 * signs), (False, (signs > 0).astype("float32")))
+            for from_logits, y_pred in extremes:
                 loss = FACTORIES[name](
                     mode, from_logits=from_logits, per_image=per_image, ignore_index=ref.IGNORE
                 )

@@ -9,6 +9,10 @@ from kerasseg import losses
 from tests.losses import reference as ref
 from tests.support import require_module
 
+# Every test here compares against an independent reference (smp/torch live, NumPy, or
+# numbers worked by hand).
+pytestmark = pytest.mark.parity
+
 
 def _value(loss, y_true, y_pred) -> float:
     return float(loss(y_true, y_pred))
@@ -25,7 +29,9 @@ def test_binary_matches_smp_and_numpy(from_logits, ignore, alpha, gamma):
     reference = smp.losses.FocalLoss(
         "binary", alpha=alpha, gamma=gamma, ignore_index=ignore_index, from_logits=from_logits
     )
-    ours = losses.Focal(alpha=alpha, gamma=gamma, from_logits=from_logits, ignore_index=ignore_index)
+    ours = losses.Focal(
+        alpha=alpha, gamma=gamma, from_logits=from_logits, ignore_index=ignore_index
+    )
     got = _value(ours, case.y_true, case.y_pred(from_logits))
     assert got == pytest.approx(float(reference(pred_t, true_t)), rel=1e-5, abs=1e-7)
     expected = ref.np_focal(case, from_logits, gamma=gamma, alpha=alpha, per_image=False)

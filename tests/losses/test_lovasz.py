@@ -10,6 +10,10 @@ from kerasseg import losses
 from tests.losses import reference as ref
 from tests.support import require_module
 
+# Every test here compares against an independent reference (smp/torch live, NumPy, or
+# numbers worked by hand).
+pytestmark = pytest.mark.parity
+
 
 def _value(loss, y_true, y_pred) -> float:
     return float(loss(y_true, y_pred))
@@ -35,7 +39,9 @@ def test_binary_hinge_matches_smp_and_numpy(from_logits, ignore, empty):
     pred_t, true_t = _smp_logits(case, from_logits)
     for per_image in (False, True):
         reference = smp.losses.LovaszLoss("binary", per_image=per_image, ignore_index=ignore_index)
-        ours = losses.Lovasz(from_logits=from_logits, per_image=per_image, ignore_index=ignore_index)
+        ours = losses.Lovasz(
+            from_logits=from_logits, per_image=per_image, ignore_index=ignore_index
+        )
         got = _value(ours, case.y_true, case.y_pred(from_logits))
         assert got == pytest.approx(float(reference(pred_t, true_t)), rel=1e-5, abs=1e-5)
         expected = ref.np_lovasz(case, from_logits, per_image=per_image)
@@ -55,7 +61,9 @@ def test_softmax_matches_smp_and_numpy(from_logits, ignore, num_classes):
     pred_t, true_t = ref.smp_inputs(case, True, float64=False)
     probs_t = pred_t.softmax(dim=1)
     for per_image in (False, True):
-        reference = smp.losses.LovaszLoss("multiclass", per_image=per_image, ignore_index=ignore_index)
+        reference = smp.losses.LovaszLoss(
+            "multiclass", per_image=per_image, ignore_index=ignore_index
+        )
         ours = losses.Lovasz(
             "multiclass", from_logits=from_logits, per_image=per_image, ignore_index=ignore_index
         )
@@ -68,7 +76,9 @@ def test_softmax_matches_smp_and_numpy(from_logits, ignore, num_classes):
             )
             got = _value(ours, case.y_true, case.y_pred(from_logits))
             expected = float(
-                _lovasz_softmax(probs_t, true_t, classes=classes, per_image=per_image, ignore=ignore_index)
+                _lovasz_softmax(
+                    probs_t, true_t, classes=classes, per_image=per_image, ignore=ignore_index
+                )
             )
             assert got == pytest.approx(expected, rel=1e-5, abs=1e-6), (per_image, classes)
             expected_np = ref.np_lovasz(case, from_logits, per_image=per_image, classes=classes)
@@ -81,7 +91,9 @@ def test_multilabel_is_one_hinge_per_channel_unlike_smp():
     pred_t, true_t = ref.smp_inputs(case, True, float64=False)
     for per_image in (False, True):
         ours = _value(
-            losses.Lovasz("multilabel", from_logits=True, per_image=per_image, ignore_index=ref.IGNORE),
+            losses.Lovasz(
+                "multilabel", from_logits=True, per_image=per_image, ignore_index=ref.IGNORE
+            ),
             case.y_true, case.logits,
         )
         per_channel = [
@@ -140,11 +152,16 @@ def test_class_weights_and_perfect_prediction():
     assert _value(perfect, case.y_true, t.astype("float32")) == 0.0
     # Weighted class mean: compare against unweighted per-class losses.
     per_class = [
-        _value(losses.Lovasz("multiclass", classes=[c], ignore_index=ref.IGNORE), case.y_true, case.probs)
+        _value(
+            losses.Lovasz("multiclass", classes=[c], ignore_index=ref.IGNORE),
+            case.y_true, case.probs,
+        )
         for c in range(3)
     ]
     weights = [0.5, 1.0, 2.5]
-    weighted = losses.Lovasz("multiclass", classes="all", class_weights=weights, ignore_index=ref.IGNORE)
+    weighted = losses.Lovasz(
+        "multiclass", classes="all", class_weights=weights, ignore_index=ref.IGNORE
+    )
     assert _value(weighted, case.y_true, case.probs) == pytest.approx(
         np.dot(per_class, weights) / np.sum(weights), rel=1e-5
     )
@@ -157,6 +174,9 @@ def test_xla_compiled_matches_eager():
         ("multiclass", case.y_true, case.probs),
         ("binary", (case.y_true == 1).astype("float32")[..., None], case.logits[..., :1]),
     ):
-        loss = losses.Lovasz(mode, per_image=True, ignore_index=ref.IGNORE, from_logits=mode == "binary")
+        loss = losses.Lovasz(
+            mode, per_image=True, ignore_index=ref.IGNORE, from_logits=mode == "binary"
+        )
         compiled = tf.function(lambda t, p: loss(t, p), jit_compile=True)
-        assert float(compiled(y_true, y_pred)) == pytest.approx(float(loss(y_true, y_pred)), rel=1e-6)
+        eager = float(loss(y_true, y_pred))
+        assert float(compiled(y_true, y_pred)) == pytest.approx(eager, rel=1e-6)

@@ -9,6 +9,11 @@ from kerasseg import losses
 from tests.losses import reference as ref
 from tests.support import require_module
 
+# Every test here compares against an independent reference (smp/torch live, NumPy, or
+# numbers worked by hand).
+pytestmark = pytest.mark.parity
+
+
 CONFIGS = [("binary", 1), ("multilabel", 3), ("multiclass", 4)]
 
 
