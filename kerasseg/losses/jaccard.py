@@ -1,0 +1,53 @@
+"""Soft Jaccard (IoU) loss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from kerasseg.losses._ops import EPSILON
+from kerasseg.losses.region import RegionLoss
+
+__all__ = ["Jaccard"]
+
+
+# Registered as "kerasseg>JaccardLoss": "kerasseg>Jaccard" is the streaming metric's name.
+@keras.saving.register_keras_serializable(package="kerasseg", name="JaccardLoss")
+class Jaccard(RegionLoss):
+    r"""Soft Jaccard (IoU) loss, `1 - IoU` (or `-ln IoU`), averaged over classes.
+
+    Per class, with soft counts of the image (`per_image=True`) or of the batch:
+
+    $$\mathrm{IoU} = \frac{TP + s}{TP + FP + FN + s}
+                   = \frac{\sum p\,t + s}{\sum p + \sum t - \sum p\,t + s}$$
+
+    Args:
+        mode: "binary", "multilabel" or "multiclass".
+        log_loss: Use `-ln(IoU)` per class instead of `1 - IoU`.
+        **kwargs: The shared arguments of `RegionLoss`: `from_logits` (default False),
+            `smooth` (default 1.0), `classes`, `ignore_index`, `class_weights`, `per_image`,
+            `reduction`, `name`, `dtype`.
+
+    Shapes: as `Dice`. Returns (when called): a scalar loss in [0, 1].
+
+    Differences to `segmentation_models_pytorch.losses.JaccardLoss`: the same `smooth`;
+    smp zeroes the loss of classes absent from the batch's target (kerasseg penalises
+    false positives there, see `Dice`), and has no per-image mode.
+    """
+
+    def __init__(self, mode: str = "binary", *, log_loss: bool = False, **kwargs: Any):
+        super().__init__(mode, **kwargs)
+        self.log_loss = bool(log_loss)
+
+    def class_losses(self, tp: Any, fp: Any, fn: Any) -> Any:
+        score = self._ratio(tp, tp + fp + fn)
+        if self.log_loss:
+            return -ops.log(ops.maximum(score, EPSILON))
+        return 1.0 - score
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config["log_loss"] = self.log_loss
+        return config
