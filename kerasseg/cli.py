@@ -64,14 +64,16 @@ def _parse_indices(text: str | None, count: int) -> list[int] | None:
     return indices
 
 
-def _add_training_options(parser: argparse.ArgumentParser, *, epochs: int, steps: int) -> None:
+def _add_training_options(
+    parser: argparse.ArgumentParser, *, epochs: int, steps: int, batch_size: int, size: int, learning_rate: float
+) -> None:
     parser.add_argument("--model", default="unet", help="zoo model name (default: unet)")
     parser.add_argument("--filters", type=int, default=None, help="U-Net width (first level)")
-    parser.add_argument("--epochs", type=int, default=epochs)
-    parser.add_argument("--steps-per-epoch", type=int, default=steps)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--size", type=int, default=256, help="side of the training crops")
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--epochs", type=int, default=epochs, help=f"default: {epochs}")
+    parser.add_argument("--steps-per-epoch", type=int, default=steps, help=f"default: {steps}")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"default: {batch_size}")
+    parser.add_argument("--size", type=int, default=size, help=f"side of the training crops (default: {size})")
+    parser.add_argument("--learning-rate", type=float, default=learning_rate, help=f"Adam, cosine-decayed (default: {learning_rate})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no Keras progress bar")
 
@@ -273,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", default="kerasseg-demo", help="output folder (default: kerasseg-demo)")
     demo.add_argument("--data", default=None, help="ISBI folder with images/ and masks/ (default: ../shared/data/isbi2012-membrane)")
     demo.add_argument("--synthetic", action="store_true", help="use the synthetic shapes set even if the ISBI data is there")
-    _add_training_options(demo, epochs=12, steps=25)
+    # The demo's budget: 500 steps of 8 crops of 128x128, a few minutes on 2 cores.
+    _add_training_options(demo, epochs=20, steps=25, batch_size=8, size=128, learning_rate=2e-3)
     demo.set_defaults(func=cmd_demo)
 
     def folder_options(p: argparse.ArgumentParser) -> None:
@@ -288,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", required=True)
     train.add_argument("--val-indices", default=None, help="e.g. '24-29'; default: the last --val-fraction")
     train.add_argument("--val-fraction", type=float, default=0.2)
-    _add_training_options(train, epochs=10, steps=50)
+    _add_training_options(train, epochs=10, steps=50, batch_size=4, size=256, learning_rate=1e-3)
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="Dice/Jaccard/cosine of a saved model on a folder")
