@@ -372,10 +372,17 @@ def load_torchvision_weights(
         ]
     problems = {k: v for k, v in problems.items() if v}
     if problems:
+        hint = ""
+        if "missing target layers" in problems:
+            hint = (
+                f"\n  (If `model` nests the encoder as a sub-model, pass that sub-model, "
+                f"e.g. model.get_layer({name!r}).)"
+            )
         raise ConversionError(
             f"The state dict does not fit encoder {name!r} ({len(state)} source tensors, "
             f"{len(pairs)} target layers); nothing was written:\n"
             + "\n".join(_listed(title, items) for title, items in problems.items())
+            + hint
         )
 
     for variable, value in writes:

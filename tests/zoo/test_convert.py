@@ -113,6 +113,14 @@ def test_unset_targets_are_reported(resnet18_state):
         model, resnet18_state, encoder="resnet18", require_all_weights=False
     )
     assert report.target_weights == len(model.weights) - 2
+    # A model nesting the encoder as a sub-model: its layers are not found at the top.
+    inputs = keras.Input((None, None, 3))
+    nested = keras.Model(inputs, encoder(inputs)[-1])
+    with pytest.raises(convert.ConversionError, match=r"(?s)missing target layers \(40\).*"
+                       r"conv1 \(for conv1\.\*\).*pass that sub-model"):
+        convert.load_torchvision_weights(nested, resnet18_state, encoder="resnet18")
+    report = convert.load_torchvision_weights(nested.get_layer("resnet18"), resnet18_state)
+    assert report.target_layers == 40
 
 
 def test_input_conv_adaptation_rules():
