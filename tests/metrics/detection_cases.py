@@ -80,6 +80,21 @@ def make_coco_case(seed: int, *, num_images: int = 30, grid: bool = True, qualit
                 annotations.append(twin)
                 own.append(twin)
                 ann_id += 1
+        if grid and rng.random() < 0.3:
+            # Two ground truths tied on IoU with one detection (the midpoint box): the
+            # detection must take the later one, leaving the earlier for a second detection.
+            x, y = _quantize(rng.uniform(0, 500, 2), grid)
+            w, h, shift = float(rng.choice([40, 60, 100])), 50.0, float(rng.choice([4, 8, 12]))
+            category = int(rng.choice([c for c in labelled if c != NO_DETECTIONS_CATEGORY]))
+            for dx in (0.0, shift):
+                annotations.append({"id": ann_id, "image_id": int(image_id), "category_id": category,
+                                    "bbox": [x + dx, y, w, h], "area": w * h, "iscrowd": 0})
+                ann_id += 1
+            top = float(rng.uniform(0.5, 1.0))
+            results.append({"image_id": int(image_id), "category_id": category,
+                            "bbox": [x + shift / 2, y, w, h], "score": top})
+            results.append({"image_id": int(image_id), "category_id": category,
+                            "bbox": [x, y, w, h], "score": top / 2})
         # Every fifth image gets a flood of one class: more than 100 per image and class.
         flood = position % 5 == 0
         num_det = 130 if flood else int(rng.choice([0, 3, 12, 40]))

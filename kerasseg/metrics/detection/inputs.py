@@ -264,7 +264,7 @@ def is_coco_dataset(value: Any) -> bool:
     """Whether `value` looks like a COCO ground-truth dataset (dict or JSON path)."""
     if isinstance(value, (str, os.PathLike)):
         return True
-    return isinstance(value, Mapping) and "annotations" in value and "images" in value
+    return isinstance(value, Mapping) and ("annotations" in value or "images" in value)
 
 
 def _column(annotations: Sequence[Mapping[str, Any]], key: str, what: str) -> list[Any]:
@@ -292,7 +292,7 @@ def _xywh_table(
     unknown = (image >= len(image_ids)) | (image_ids[np.minimum(image, len(image_ids) - 1)] != ids)
     if np.any(unknown):
         raise ValueError(
-            f"`{what}` refers to image id {ids[unknown][0]!r}, which is not among the ground "
+            f"`{what}` refers to image id {ids[unknown][0].item()!r}, which is not among the ground "
             "truth's images."
         )
     category = np.asarray(_column(annotations, "category_id", what), dtype=np.int64)
