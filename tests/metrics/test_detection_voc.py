@@ -223,3 +223,20 @@ def test_padded_batches_equal_per_image_lists():
                      pad(dt_images, ("boxes", "classes", "scores")),
                      protocol="voc", num_classes=5, progress=False)
     np.testing.assert_array_equal(batch.ap, per_image.ap)
+
+
+@pytest.mark.parametrize("protocol", ["voc07", "voc", "coco"])
+def test_empty_and_ground_truth_free_sets(protocol):
+    empty_gt = {"boxes": np.zeros((0, 4)), "classes": np.zeros(0)}
+    empty_dt = dict(empty_gt, scores=np.zeros(0))
+    nothing = evaluate([], [], protocol=protocol, num_classes=2, progress=False)
+    assert nothing.num_images == 0 and nothing.class_ids.tolist() == [0, 1]
+    detected = _image([[0, 0, 10, 10]], [1], [0.5])
+    only_false = evaluate([empty_gt, empty_gt], [detected, empty_dt], protocol=protocol,
+                          num_classes=2, progress=False)
+    undefined = -1.0 if protocol == "coco" else None
+    if undefined is None:
+        assert np.isnan(only_false.map) and np.all(np.isnan(only_false.ap))
+    else:
+        assert only_false.map == undefined
+    np.testing.assert_array_equal(only_false.confusion_matrix(), [[0, 0, 0], [0, 0, 0], [0, 1, 0]])

@@ -134,7 +134,8 @@ def evaluate_voc(
 
     order = np.lexsort((np.arange(num_d), -dt.scores, d_k))  # class, score desc, input order
     hit = best_iou[order] > iou_threshold
-    on_difficult = hit & g_difficult[np.maximum(best_gt[order], 0)]
+    on_difficult = np.zeros(num_d, bool)
+    on_difficult[hit] = g_difficult[best_gt[order][hit]]
     claims = hit & ~on_difficult
     claimed_gt = best_gt[order][claims]
     _, first_claim = np.unique(claimed_gt, return_index=True)
