@@ -298,11 +298,14 @@ def _xywh_table(
     category = np.asarray(_column(annotations, "category_id", what), dtype=np.int64)
     bboxes = _column(annotations, "bbox", what)
     try:
+        lengths = np.fromiter(map(len, bboxes), np.int64, n)
+        if np.any(lengths != 4):
+            raise ValueError
         xywh = np.fromiter(chain.from_iterable(bboxes), np.float64, 4 * n).reshape(n, 4)
     except (ValueError, TypeError):
-        xywh = None
-    if xywh is None or any(len(b) != 4 for b in bboxes):
-        raise ValueError(f"`{what}` bboxes must be [x, y, width, height] lists of 4 numbers.")
+        raise ValueError(
+            f"`{what}` bboxes must be [x, y, width, height] lists of 4 numbers."
+        ) from None
     _check_finite(f"{what} bbox", xywh)
     if np.any(xywh[:, 2:] < 0):
         row = int(np.flatnonzero(np.any(xywh[:, 2:] < 0, axis=1))[0])
@@ -368,7 +371,8 @@ def from_coco(ground_truth: Any, results: Any) -> CocoInputs:
     gt = _xywh_table(dataset["annotations"], image_ids, is_detection=False, what="ground_truth")
     dt = _xywh_table(results, image_ids, is_detection=True, what="detections")
     for table, what in ((gt, "ground_truth"), (dt, "detections")):
-        unknown = ~np.isin(table.classes, category_ids)
+        position = np.minimum(np.searchsorted(category_ids, table.classes), len(category_ids) - 1)
+        unknown = category_ids[position] != table.classes if len(category_ids) else table.classes >= 0
         if np.any(unknown):
             raise ValueError(
                 f"`{what}` uses category id {int(table.classes[unknown][0])}, which is not in "
