@@ -2,8 +2,9 @@
 
 Synthetic COCO-like data (seeded): every image has 1-15 ground-truth boxes over 80
 categories (about 1 in 30 a crowd region, areas spread over small/medium/large) and exactly
-100 detections: a few jittered copies of each ground-truth box (sometimes with the wrong
-class) and random boxes filling the rest, with random scores.
+100 detections: 1-5 jittered copies of each ground-truth box (sometimes with the wrong
+class; the first copy scoring high, the others lower) and random low-scoring boxes
+filling the rest.
 
 Each evaluator starts from the same in-memory COCO dicts (ground-truth dataset and results
 list) and ends with the 12 summary numbers; the time covers indexing, matching,
@@ -31,7 +32,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def synthetic_coco(num_images: int, num_classes: int = 80, dets_per_image: int = 100, seed: int = 0):
+def synthetic_coco(
+    num_images: int, num_classes: int = 80, dets_per_image: int = 100, seed: int = 0
+):
     """A COCO ground-truth dict and a results list."""
     rng = np.random.default_rng(seed)
     images, annotations, results = [], [], []
@@ -56,22 +59,24 @@ def synthetic_coco(num_images: int, num_classes: int = 80, dets_per_image: int =
             })
             gts.append((bbox, int(classes[j])))
             ann_id += 1
-        dets = []
+        dets, scores = [], []
         for bbox, cls in gts:
-            for _ in range(int(rng.integers(1, 6))):
+            for copy_index in range(int(rng.integers(1, 6))):
                 bx, by, bw, bh = bbox
                 jitter = rng.normal(0, 0.1, 4) * np.array([bw, bh, bw, bh])
                 c = cls if rng.random() < 0.9 else int(rng.integers(1, num_classes + 1))
                 dets.append(([bx + jitter[0], by + jitter[1], max(bw + jitter[2], 1.0),
                               max(bh + jitter[3], 1.0)], c))
-        dets = dets[:dets_per_image]
+                # The first box on an object tends to score high, the duplicates lower.
+                scores.append(rng.beta(6, 2) if copy_index == 0 else rng.beta(2, 3))
+        dets, scores = dets[:dets_per_image], scores[:dets_per_image]
         n_random = dets_per_image - len(dets)
         sizes = np.exp(rng.uniform(np.log(8), np.log(300), (n_random, 2)))
         rx = rng.uniform(0, width - sizes[:, 0])
         ry = rng.uniform(0, height - sizes[:, 1])
         rc = rng.integers(1, num_classes + 1, n_random)
         dets += [([rx[j], ry[j], sizes[j, 0], sizes[j, 1]], int(rc[j])) for j in range(n_random)]
-        scores = rng.random(len(dets))
+        scores += list(rng.beta(1, 6, n_random))  # background boxes: mostly low scores
         for (bbox, cls), score in zip(dets, scores):
             results.append({
                 "image_id": image_id, "category_id": cls,

@@ -148,8 +148,13 @@ def draw_boxes(
     if scores is not None:
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         if len(scores) != len(boxes):
-            raise ValueError(f"`scores` must have one entry per box ({len(boxes)}); got {len(scores)}.")
-    names = dict(enumerate(class_names)) if isinstance(class_names, Sequence) else dict(class_names or {})
+            raise ValueError(
+                f"`scores` must have one entry per box ({len(boxes)}); got {len(scores)}."
+            )
+    if isinstance(class_names, Sequence):
+        names = dict(enumerate(class_names))
+    else:
+        names = dict(class_names or {})
     draw = ImageDraw.Draw(rgb)
     font = ImageFont.load_default()
     order = np.argsort(scores, kind="stable") if scores is not None else np.arange(len(boxes))
@@ -202,9 +207,13 @@ def plot_pr_curves(
     else:
         figure = ax.figure
     if class_ids is None:
-        present = [(int(n), int(c)) for c, n in zip(result.class_ids, result.num_ground_truth) if n > 0]
+        counts = zip(result.class_ids, result.num_ground_truth)
+        present = [(int(n), int(c)) for c, n in counts if n > 0]
         class_ids = [c for _, c in sorted(present, key=lambda item: -item[0])[:max_classes]]
-    per_class_ap = result.per_class_ap_at(iou_threshold) if result.protocol == "coco" else result.per_class_ap
+    if result.protocol == "coco":
+        per_class_ap = result.per_class_ap_at(iou_threshold)
+    else:
+        per_class_ap = result.per_class_ap
     for class_id in class_ids:
         recall, precision = result.pr_curve(int(class_id), iou_threshold)
         color = np.asarray(class_color(class_id)) / 255
@@ -216,8 +225,8 @@ def plot_pr_curves(
             # The devkit's raw curve, drawn as steps from recall 0.
             ax.step(np.concatenate([[0.0], recall]), np.concatenate([[precision[0]], precision]),
                     where="pre", color=color, label=label)
-        elif np.isfinite(per_class_ap[int(class_id)]):
-            ax.plot([0.0], [0.0], marker="x", linestyle="none", color=color, label=label)  # never detected
+        elif np.isfinite(per_class_ap[int(class_id)]):  # never detected: a mark at the origin
+            ax.plot([0.0], [0.0], marker="x", linestyle="none", color=color, label=label)
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.set_xlim(0, 1)

@@ -27,7 +27,9 @@ def ground_truth(num_images: int = 6, width: int = 4, seed: int = 0) -> dict[str
     return {"boxes": boxes, "classes": classes}
 
 
-def detections(gt: dict[str, np.ndarray], quality: int, width: int = 8, seed: int = 1) -> np.ndarray:
+def detections(
+    gt: dict[str, np.ndarray], quality: int, width: int = 8, seed: int = 1
+) -> np.ndarray:
     """Packed (B, width, 6) float32 detections; quality 0 is perfect, higher is worse.
 
     Each level shifts the true boxes further, turns more of them into the wrong class and

@@ -41,7 +41,9 @@ def _fit(callbacks, epochs, val_width=8):
 def test_logged_map_drives_history_csv_and_early_stopping(tmp_path):
     gt = dm.ground_truth(NUM_VAL)
     tables = [dm.detections(gt, q) for q in QUALITY]
-    expected = [evaluate(gt, dm.unpack(t), num_classes=dm.NUM_CLASSES, progress=False) for t in tables]
+    expected = [
+        evaluate(gt, dm.unpack(t), num_classes=dm.NUM_CLASSES, progress=False) for t in tables
+    ]
     maps = [r.map for r in expected]
     assert maps[1] == pytest.approx(1.0) and maps[1] > maps[0] > maps[2] > maps[3]
 
@@ -116,7 +118,8 @@ def test_predict_fn_and_packed_output():
     callback.set_model(model)
     result = callback.evaluate()
     assert calls == [3, 1]
-    assert result.map == evaluate(gt, dm.unpack(table), num_classes=dm.NUM_CLASSES, progress=False).map
+    direct = evaluate(gt, dm.unpack(table), num_classes=dm.NUM_CLASSES, progress=False)
+    assert result.map == direct.map
 
 
 def test_bad_arguments():

@@ -13,8 +13,8 @@ from tests.metrics.detection_cases import make_coco_case
 def test_draw_boxes_paints_outlines_in_class_colours():
     image = np.full((60, 80), 128, np.uint8)
     boxes = np.array([[10, 20, 40, 50], [50, 5, 75, 30], [0, 0, 5, 5]], float)
-    out = draw_boxes(image, boxes, [0, 2, -1], scores=[0.9, 0.4, 0.99], class_names=["cat", "dog", "bird"],
-                     line_width=2)
+    out = draw_boxes(image, boxes, [0, 2, -1], scores=[0.9, 0.4, 0.99],
+                     class_names=["cat", "dog", "bird"], line_width=2)
     assert out.dtype == np.uint8 and out.shape == (60, 80, 3)
     # The left edge of box 0 (below its label) and the bottom edge of box 1.
     assert tuple(out[40, 10]) == class_color(0)

@@ -87,22 +87,32 @@ def make_coco_case(seed: int, *, num_images: int = 30, grid: bool = True, qualit
             w, h, shift = float(rng.choice([40, 60, 100])), 50.0, float(rng.choice([4, 8, 12]))
             category = int(rng.choice([c for c in labelled if c != NO_DETECTIONS_CATEGORY]))
             for dx in (0.0, shift):
-                annotations.append({"id": ann_id, "image_id": int(image_id), "category_id": category,
-                                    "bbox": [x + dx, y, w, h], "area": w * h, "iscrowd": 0})
+                annotations.append({
+                    "id": ann_id, "image_id": int(image_id), "category_id": category,
+                    "bbox": [x + dx, y, w, h], "area": w * h, "iscrowd": 0,
+                })
                 ann_id += 1
             top = float(rng.uniform(0.5, 1.0))
             results.append({"image_id": int(image_id), "category_id": category,
                             "bbox": [x + shift / 2, y, w, h], "score": top})
             results.append({"image_id": int(image_id), "category_id": category,
                             "bbox": [x, y, w, h], "score": top / 2})
-        # Every fifth image gets a flood of one class: more than 100 per image and class.
-        flood = position % 5 == 0
-        num_det = 130 if flood else int(rng.choice([0, 3, 12, 40]))
+        # Every fifth image also gets a flood of one class: more than 100 detections for
+        # one image and class, so that maxDets=100 cuts the list.
+        num_det = int(rng.choice([0, 3, 12, 40]))
+        num_flood = 115 if position % 5 == 0 else 0
         flood_class = int(rng.choice(detectable))
-        for _ in range(num_det):
-            if own and rng.random() < quality:
+        for index in range(num_det + num_flood):
+            derived = False
+            if index >= num_det:
+                category = flood_class
+                box = random_box()
+            elif own and rng.random() < quality:
+                derived = True
                 source = own[rng.integers(len(own))]
-                category = source["category_id"] if rng.random() < 0.85 else int(rng.choice(detectable))
+                category = source["category_id"]
+                if rng.random() < 0.15:
+                    category = int(rng.choice(detectable))
                 if category == NO_DETECTIONS_CATEGORY:
                     category = NO_GROUND_TRUTH_CATEGORY
                 x, y, w, h = source["bbox"]
@@ -115,10 +125,14 @@ def make_coco_case(seed: int, *, num_images: int = 30, grid: bool = True, qualit
                         w * rng.uniform(0.75, 1.3), h * rng.uniform(0.75, 1.3),
                     ], grid)
             else:
-                category = flood_class if flood else int(rng.choice(detectable))
+                category = int(rng.choice(detectable))
                 box = random_box()
-            # Half the scores on a coarse grid: many exact ties.
+            # Half the scores on a coarse grid: many exact ties. The flood scores low.
             score = float(np.round(rng.random(), 1)) if rng.random() < 0.5 else float(rng.random())
+            if index >= num_det:
+                score /= 4
+            elif derived and rng.random() < quality:  # good detections tend to score higher
+                score = 0.5 + score / 2
             results.append({
                 "image_id": int(image_id), "category_id": category, "bbox": box, "score": score,
             })

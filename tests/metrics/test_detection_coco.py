@@ -73,7 +73,7 @@ def test_coco_json_matches_pycocotools(pycocotools, seed, grid):
     assert np.all(result.precision[:, :, k_none] == -1)
     assert np.isnan(result.per_class_ap[NO_GROUND_TRUTH_CATEGORY])
     assert result.per_class_ap[NO_DETECTIONS_CATEGORY] == 0.0
-    assert 0.02 < result.stats[0] < 0.9
+    assert 0.02 < result.stats[0] < 0.9 and result.stats[8] > 0.1  # AP and AR@100
 
 
 @pytest.mark.parametrize("seed", [10, 11])

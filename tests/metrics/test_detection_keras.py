@@ -54,7 +54,8 @@ def test_compiled_evaluate_matches_the_evaluator(run_eagerly):
 
 def test_fit_logs_the_validation_map():
     gt, packed, expected = _data(quality=2)
-    model = _model(packed, MeanAveragePrecision(num_classes=dm.NUM_CLASSES, summary="map50", name="ap50"))
+    metric = MeanAveragePrecision(num_classes=dm.NUM_CLASSES, summary="map50", name="ap50")
+    model = _model(packed, metric)
     x = np.arange(NUM_IMAGES, dtype=np.int32)[:, None]
     y = np.asarray(pack_ground_truth(gt))
     # shuffle=False: with tied scores the image order breaks ties (pycocotools: image-id

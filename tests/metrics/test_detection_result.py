@@ -19,7 +19,8 @@ from tests.metrics.detection_cases import make_coco_case
 #   e class 0 on empty space (score .1)    -> below score_threshold .2: dropped;
 #                                             with threshold 0: (background, 0)
 #   C is never detected                    -> missed: (gt 1, background)
-GT = {"boxes": np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10], [100, 100, 200, 200]], float),
+GT = {"boxes": np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10],
+                         [100, 100, 200, 200]], float),
       "classes": np.array([0, 1, 1, 0]), "iscrowd": np.array([0, 0, 0, 1])}
 DT = {"boxes": np.array([[0, 0, 10, 10], [20, 0, 30, 10], [0, 0, 10, 10], [120, 120, 130, 130],
                          [300, 300, 310, 310]], float),

@@ -106,7 +106,8 @@ def evaluate_coco(
     maxdets = np.array(sorted(int(m) for m in max_detections), dtype=np.int64)
     num_k = len(category_ids)
     n_img = max(int(num_images), 1)
-    num_t, num_r, num_a, num_m = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), len(AREA_RANGES), len(maxdets)
+    num_t, num_r = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS)
+    num_a, num_m = len(AREA_RANGES), len(maxdets)
 
     # Detections: group by (class, image), best score first, keep the top maxDets[-1];
     # then lay them out once in accumulation order (class, score, image, rank), which is
@@ -341,13 +342,15 @@ def _accumulate(
     # can serve are those whose smallest sufficient count is <= c.
     c_min = _min_counts(np.maximum(npig.T, 1))  # (A, K, R)
     stride = int(npig.max(initial=0)) + 2
-    table = (np.arange(num_a * num_k)[:, None] * stride + c_min.reshape(num_a * num_k, num_r)).ravel()
+    offsets = np.arange(num_a * num_k)[:, None] * stride
+    table = (offsets + c_min.reshape(num_a * num_k, num_r)).ravel()
 
     precision = np.zeros((num_m, num_a * num_t * num_k, num_r))
     tp_total = np.zeros((num_m, num_a * num_t * num_k), np.int64)
     for m in range(num_m):
         ok = rank_ok[m, p_i]
-        matched_before = _segment_cumsum((ok & inside_i).astype(np.int64), starts_of) - (ok & inside_i)
+        seen = (ok & inside_i).astype(np.int64)
+        matched_before = _segment_cumsum(seen, starts_of) - seen
         is_tp = regular & ok
         tp_count = _segment_cumsum(is_tp.astype(np.int64), starts_of)
         sel = np.flatnonzero(is_tp)
@@ -369,7 +372,7 @@ def _accumulate(
     # Best precision at this recall point or any higher one.
     precision = np.maximum.accumulate(precision[:, :, ::-1], axis=2)[:, :, ::-1]
     precision = precision.reshape(num_m, num_a, num_t, num_k, num_r).transpose(2, 4, 3, 1, 0)
-    recall = (tp_total.reshape(num_m, num_a, num_t, num_k) / np.maximum(npig.T, 1)[None, :, None, :])
+    recall = tp_total.reshape(num_m, num_a, num_t, num_k) / np.maximum(npig.T, 1)[None, :, None]
     recall = recall.transpose(2, 3, 1, 0)
     absent = (npig == 0)[None, :, :, None]  # (1, K, A, 1)
     precision = np.where(absent[:, None], -1.0, precision)

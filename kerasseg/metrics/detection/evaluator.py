@@ -68,7 +68,10 @@ def run_protocol(
 ) -> DetectionResult:
     """Runs one protocol on validated tables and packages the result."""
     class_ids = np.asarray(class_ids, np.int64)
-    with _progress_bar(progress, len(class_ids), f"mAP ({protocol})") as bar:
+    # COCO: one step per detection rank in the matching (added there) plus accumulation;
+    # VOC: one step per class.
+    total = 1 if protocol == "coco" else len(class_ids)
+    with _progress_bar(progress, total, f"mAP ({protocol})") as bar:
         if protocol == "coco":
             arrays = evaluate_coco(
                 gt, dt, num_images=num_images, category_ids=class_ids,
@@ -162,7 +165,9 @@ class DetectionEvaluator:
     ) -> None:
         self.protocol = _check_protocol(protocol)
         if num_classes is not None and (int(num_classes) != num_classes or num_classes < 1):
-            raise ValueError(f"`num_classes` must be a positive integer or None; got {num_classes!r}.")
+            raise ValueError(
+                f"`num_classes` must be a positive integer or None; got {num_classes!r}."
+            )
         self.num_classes = None if num_classes is None else int(num_classes)
         self.class_names = _names(class_names)
         self.max_detections = _check_max_detections(max_detections)

@@ -167,7 +167,8 @@ def table_from_arrays(
     """
     if not isinstance(entry, Mapping):
         raise TypeError(
-            f"`{what}` entries must be dicts with 'boxes' and 'classes'; got {type(entry).__name__}."
+            f"`{what}` entries must be dicts with 'boxes' and 'classes'; got "
+            f"{type(entry).__name__}."
         )
     for key in ("boxes", "classes") + (("scores",) if is_detection else ()):
         if key not in entry:
@@ -191,8 +192,10 @@ def table_from_arrays(
         raise ValueError(f"`{what}['classes']` must be finite integers.")
     classes = classes_raw.astype(np.int64)
     if classes_raw.size and np.any(classes != classes_raw):
-        raise ValueError(f"`{what}['classes']` must hold integer class ids; got {classes_raw.dtype} "
-                         "values with a fractional part.")
+        raise ValueError(
+            f"`{what}['classes']` must hold integer class ids; got {classes_raw.dtype} values "
+            "with a fractional part."
+        )
     shape = classes.shape
     scores = None
     if is_detection:
@@ -201,7 +204,8 @@ def table_from_arrays(
             scores = scores[..., 0]
         if scores.shape != shape:
             raise ValueError(
-                f"`{what}['scores']` must have shape {shape} to match `classes`; got {scores.shape}."
+                f"`{what}['scores']` must have shape {shape} to match `classes`; got "
+                f"{scores.shape}."
             )
     crowd = _optional_flag(entry, _CROWD_KEYS, shape)
     difficult = _optional_flag(entry, ("difficult",), shape)
@@ -292,8 +296,8 @@ def _xywh_table(
     unknown = (image >= len(image_ids)) | (image_ids[np.minimum(image, len(image_ids) - 1)] != ids)
     if np.any(unknown):
         raise ValueError(
-            f"`{what}` refers to image id {ids[unknown][0].item()!r}, which is not among the ground "
-            "truth's images."
+            f"`{what}` refers to image id {ids[unknown][0].item()!r}, which is not among the "
+            "ground truth's images."
         )
     category = np.asarray(_column(annotations, "category_id", what), dtype=np.int64)
     bboxes = _column(annotations, "bbox", what)
@@ -371,8 +375,11 @@ def from_coco(ground_truth: Any, results: Any) -> CocoInputs:
     gt = _xywh_table(dataset["annotations"], image_ids, is_detection=False, what="ground_truth")
     dt = _xywh_table(results, image_ids, is_detection=True, what="detections")
     for table, what in ((gt, "ground_truth"), (dt, "detections")):
-        position = np.minimum(np.searchsorted(category_ids, table.classes), len(category_ids) - 1)
-        unknown = category_ids[position] != table.classes if len(category_ids) else table.classes >= 0
+        if len(category_ids):
+            position = np.searchsorted(category_ids, table.classes)
+            unknown = category_ids[np.minimum(position, len(category_ids) - 1)] != table.classes
+        else:
+            unknown = np.ones(len(table), bool)
         if np.any(unknown):
             raise ValueError(
                 f"`{what}` uses category id {int(table.classes[unknown][0])}, which is not in "

@@ -14,10 +14,14 @@ dict batches, ``{"boxes", "classes"[, "scores", "iscrowd", "difficult"]}``.
 The boxes are kept in Python (NumPy) memory, outside TF variables. In a compiled TF
 ``fit``/``evaluate`` each batch reaches Python through ``tf.py_function``, so the model
 must be compiled with ``jit_compile=False`` (XLA cannot call Python; the "auto" default
-turns XLA on when a GPU is present). The mAP needs all the images, so ``result()``
-computes it only when called eagerly: Keras does that once at the end of ``evaluate()``
-and of each ``fit`` epoch, which is what ``History``, callbacks and the returned logs
-get. Inside the compiled step (the live progress bar) the value is NaN.
+turns XLA on when a GPU is present). Eager backends (torch, or ``run_eagerly=True``) work
+directly; under a JAX ``jit`` it raises (use ``run_eagerly=True`` or the callback). Not
+meant for ``tf.distribute`` strategies (replicas would share one Python accumulator).
+
+The mAP needs all the images, so ``result()`` computes it only when called eagerly:
+Keras does that once at the end of ``evaluate()`` and of each ``fit`` epoch, which is what
+``History``, callbacks and the returned logs get. Inside the compiled step (the live
+progress bar) the value is NaN.
 """
 
 from __future__ import annotations
@@ -105,6 +109,15 @@ def _in_xla_context() -> bool:
     return bool(control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph()))
 
 
+def _has_tracer(*values: Any) -> bool:
+    import jax
+
+    leaves = []
+    for value in values:
+        leaves.extend(value.values() if isinstance(value, Mapping) else [value])
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
+
+
 @keras.saving.register_keras_serializable(package="kerasseg")
 class MeanAveragePrecision(keras.metrics.Metric):
     """Detection mAP over a whole evaluation (COCO, VOC2007 or VOC all-point).
@@ -161,7 +174,9 @@ class MeanAveragePrecision(keras.metrics.Metric):
         )
         valid = coco_protocol.STAT_NAMES if protocol == "coco" else ("map", "map50")
         if summary not in valid:
-            raise ValueError(f"`summary` must be one of {valid} for protocol {protocol!r}; got {summary!r}.")
+            raise ValueError(
+                f"`summary` must be one of {valid} for protocol {protocol!r}; got {summary!r}."
+            )
         self.protocol = protocol
         self.num_classes = num_classes
         self.class_names = class_names
@@ -213,6 +228,11 @@ class MeanAveragePrecision(keras.metrics.Metric):
 
                 tf.py_function(update, flat_true + flat_pred, Tout=tf.int32)
                 return
+        elif keras.backend.backend() == "jax" and _has_tracer(y_true, y_pred):
+            raise RuntimeError(
+                "`MeanAveragePrecision` needs concrete values; with the JAX backend compile "
+                "the model with `run_eagerly=True`, or use MeanAveragePrecisionCallback."
+            )
         self._update_numpy(y_true, y_pred)
 
     @staticmethod

@@ -166,6 +166,8 @@ class DetectionResult:
         Returns:
             int64 array of shape (K + 1, K + 1), classes in ``class_ids`` order.
         """
+        if not 0.0 <= float(iou_threshold) <= 1.0:
+            raise ValueError(f"`iou_threshold` must be in [0, 1]; got {iou_threshold}.")
         if self._ground_truth is None or self._detections is None:
             raise ValueError("This result does not keep the boxes needed for a confusion matrix.")
         return _confusion_matrix(
@@ -193,7 +195,10 @@ class DetectionResult:
         for value, (is_ap, iou, area, m) in zip(self.stats, _COCO_LINES):
             title = "Average Precision" if is_ap else "Average Recall"
             kind = "(AP)" if is_ap else "(AR)"
-            iou_text = f"{thresholds[0]:0.2f}:{thresholds[-1]:0.2f}" if iou is None else f"{iou:0.2f}"
+            if iou is None:
+                iou_text = f"{thresholds[0]:0.2f}:{thresholds[-1]:0.2f}"
+            else:
+                iou_text = f"{iou:0.2f}"
             max_det = self.max_detections[m]
             lines.append(
                 f" {title:<18} {kind} @[ IoU={iou_text:<9} | area={area:>6s} | "
