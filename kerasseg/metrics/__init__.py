@@ -7,4 +7,11 @@ from kerasseg.metrics.detection.keras_metric import (  # noqa: E402
     pack_ground_truth,
 )
 
-__all__ = [*globals().get("__all__", []), "detection", "MeanAveragePrecision", "pack_detections", "pack_ground_truth"]
+# Detection: the evaluator package and its Keras metric.
+__all__ = [  # noqa: PLE0604
+    *globals().get("__all__", []),
+    "detection",
+    "MeanAveragePrecision",
+    "pack_detections",
+    "pack_ground_truth",
+]
