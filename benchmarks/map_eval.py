@@ -10,7 +10,8 @@ Each evaluator starts from the same in-memory COCO dicts (ground-truth dataset a
 list) and ends with the 12 summary numbers; the time covers indexing, matching,
 accumulation and the summary. The numbers must agree exactly (to 1e-12) with pycocotools'.
 
-Run from the repository root (CPU heavy, about a minute or two):
+Needs pycocotools and faster-coco-eval installed (`pip install pycocotools faster-coco-eval`).
+Run from the repository root (CPU heavy, a few minutes):
 
     python benchmarks/map_eval.py            # 5,000 and 500 images
     python benchmarks/map_eval.py --images 500
