@@ -6,6 +6,9 @@ extra, which is imported on first use.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
 from PIL import Image
 
@@ -94,8 +97,6 @@ def save_png(image: np.ndarray, path: str) -> None:
 
 # Detection ------------------------------------------------------------------------------
 
-from collections.abc import Mapping, Sequence  # noqa: E402
-from typing import Any  # noqa: E402
 
 # A qualitative palette (tab10 then tab20's light tones), cycled by class id.
 _BOX_COLORS = (
