@@ -1,3 +1,8 @@
+import os
+import subprocess
+import sys
+import textwrap
+
 import keras
 import numpy as np
 import pytest
@@ -6,7 +11,7 @@ import tensorflow as tf
 import kerasseg
 from kerasseg.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
 from kerasseg.layers.pooling import max_pool_with_argmax, max_unpool
-from tests.support import require_module
+from tests.support import REPO_ROOT, require_module
 
 IMPLEMENTATIONS = ("tensorflow", "ops")
 # (pool_size, strides, padding): SegNet's 2x2/2, overlapping windows, uneven "same" padding.
@@ -37,7 +42,9 @@ def _decode(x: np.ndarray, indices: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize(("pool", "strides", "padding"), CONFIGS)
-def test_pooled_values_equal_max_pooling_and_indices_point_at_them(implementation, pool, strides, padding):
+def test_pooled_values_equal_max_pooling_and_indices_point_at_them(
+    implementation, pool, strides, padding
+):
     pooled, indices = max_pool_with_argmax(X, pool, strides, padding, implementation=implementation)
     expected = keras.layers.MaxPooling2D(pool, strides, padding)(X)
     np.testing.assert_array_equal(pooled, expected)
@@ -72,6 +79,44 @@ def test_ops_path_compiles_with_xla():
     np.testing.assert_array_equal(got[1], expected[1])
     assert MaxPoolingWithArgmax2D(implementation="ops").supports_jit
     assert not MaxPoolingWithArgmax2D(implementation="tensorflow").supports_jit
+    # Keras then declines XLA for a model using the TensorFlow kernel, instead of failing.
+    model = _segnet_pool_unpool(implementation="tensorflow")
+    with pytest.warns(UserWarning, match="doesn't support `jit_compile=True`"):
+        model.compile(loss="mse", jit_compile=True)
+    assert model.jit_compile is False
+
+
+_TORCH_BACKEND_SCRIPT = textwrap.dedent(
+    '''
+    import keras
+    import numpy as np
+    from kerasseg.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
+
+    assert keras.backend.backend() == "torch"
+    x = np.load("x.npy")
+    inputs = keras.Input((None, None, 4))
+    pooled, indices = MaxPoolingWithArgmax2D(pool_size=3, strides=2, padding="same")(inputs)
+    restored = MaxUnpooling2D()([pooled, indices, inputs])
+    outputs = keras.Model(inputs, [pooled, indices, restored])(x)
+    np.savez("out.npz", *(keras.ops.convert_to_numpy(t) for t in outputs))
+    '''
+)
+
+
+def test_ops_path_gives_the_same_results_on_the_torch_backend(tmp_path):
+    require_module("torch")
+    np.save(tmp_path / "x.npy", X)
+    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(REPO_ROOT)}
+    subprocess.run(
+        [sys.executable, "-c", _TORCH_BACKEND_SCRIPT], cwd=tmp_path, env=env, check=True, timeout=120
+    )
+    with np.load(tmp_path / "out.npz") as got:
+        pooled, indices, restored = (got[f"arr_{i}"] for i in range(3))
+    expected_pooled, expected_indices = max_pool_with_argmax(X, 3, 2, "same")
+    np.testing.assert_array_equal(pooled, expected_pooled)
+    assert indices.dtype == np.int32
+    np.testing.assert_array_equal(indices, expected_indices)
+    np.testing.assert_array_equal(restored, max_unpool(expected_pooled, expected_indices, (15, 17)))
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
@@ -98,7 +143,9 @@ def test_gradient_matches_max_pooling_and_is_the_unpooling_of_the_upstream(
     upstream = tf.constant(_distinct(max_pool_with_argmax(X, pool, strides, padding)[0].shape, 1))
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(x)
-        pooled, indices = max_pool_with_argmax(x, pool, strides, padding, implementation=implementation)
+        pooled, indices = max_pool_with_argmax(
+            x, pool, strides, padding, implementation=implementation
+        )
         ours = tf.reduce_sum(pooled * upstream)
         reference = tf.reduce_sum(keras.layers.MaxPooling2D(pool, strides, padding)(x) * upstream)
     grad = tape.gradient(ours, x)
@@ -110,7 +157,9 @@ def test_gradient_matches_max_pooling_and_is_the_unpooling_of_the_upstream(
     if pool == strides:
         with tf.GradientTape() as tape:
             tape.watch(x)
-            pooled, _ = max_pool_with_argmax(x, pool, strides, padding, implementation=implementation)
+            pooled, _ = max_pool_with_argmax(
+                x, pool, strides, padding, implementation=implementation
+            )
         mask = np.zeros(X.size // 3, "float32")
         expected = np.stack([mask.copy() for _ in range(3)])
         for b in range(3):
@@ -157,7 +206,8 @@ def test_unpool_gradient_routes_back_to_the_recorded_positions():
     with tf.GradientTape() as tape:
         tape.watch(values)
         loss = tf.reduce_sum(MaxUnpooling2D(output_size=(15, 17))([values, indices]) * downstream)
-    np.testing.assert_array_equal(tape.gradient(loss, values), _decode(np.asarray(downstream), np.asarray(indices)))
+    expected = _decode(np.asarray(downstream), np.asarray(indices))
+    np.testing.assert_array_equal(tape.gradient(loss, values), expected)
 
 
 def test_matches_pytorch_max_pool2d_and_max_unpool2d():
@@ -238,7 +288,7 @@ def test_tiny_segnet_trains_and_round_trips_through_keras_file(tmp_path):
 
 
 def test_config_round_trip():
-    layer = MaxPoolingWithArgmax2D((3, 2), strides=1, padding="same", implementation="ops", name="p")
+    layer = MaxPoolingWithArgmax2D((3, 2), strides=1, padding="same", implementation="ops")
     clone = MaxPoolingWithArgmax2D.from_config(layer.get_config())
     assert (clone.pool_size, clone.strides, clone.padding, clone.implementation) == (
         (3, 2),
@@ -268,7 +318,8 @@ def test_mixed_float16_pools_in_float16_with_int32_indices(mixed_float16, implem
     x = _distinct((2, 7, 9, 4), 9) / 100.0  # distinct in float16 as well
     assert len(np.unique(x.astype("float16"))) == x.size
     got_pooled, got_indices, got_restored = (np.asarray(t) for t in model(x))
-    assert (got_pooled.dtype, got_indices.dtype, got_restored.dtype) == ("float16", "int32", "float16")
+    dtypes = (got_pooled.dtype, got_indices.dtype, got_restored.dtype)
+    assert dtypes == ("float16", "int32", "float16")
     expected_pooled, expected_indices = max_pool_with_argmax(x.astype("float16"), 2, 2, "same")
     np.testing.assert_array_equal(got_pooled, expected_pooled)
     np.testing.assert_array_equal(got_indices, expected_indices)
