@@ -75,6 +75,55 @@ for _base, _blocks in VGG_BLOCKS.items():
         )
 
 
+def vgg_conv(x: Any, filters: int, *, batch_norm: bool, prefix: str, index: int) -> Any:
+    """One VGG layer: 3x3 "same" Conv2D (with bias) -> optional BatchNormalization -> ReLU.
+
+    Layers are named ``{prefix}_conv{index}``, ``{prefix}_bn{index}``, ``{prefix}_relu{index}``
+    and initialised like torchvision's. Shared with SegNet, whose encoder must keep these
+    names (so VGG weights load into it by name) and whose decoder mirrors these layers.
+
+    Args:
+        x: (B, H, W, C) features.
+        filters: Output channels.
+        batch_norm: Whether to add BatchNormalization (torchvision's ``_bn`` variants).
+        prefix: Layer-name prefix, e.g. ``"block3"``.
+        index: Layer number within the block (1-based).
+
+    Returns:
+        (B, H, W, filters) features after the ReLU.
+    """
+    x = layers.Conv2D(
+        filters,
+        3,
+        padding="same",
+        # torchvision's init: kaiming normal (fan_out, ReLU gain), zero bias.
+        kernel_initializer=keras.initializers.VarianceScaling(
+            2.0, mode="fan_out", distribution="untruncated_normal"
+        ),
+        name=f"{prefix}_conv{index}",
+    )(x)
+    if batch_norm:
+        x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{prefix}_bn{index}")(x)
+    return layers.ReLU(name=f"{prefix}_relu{index}")(x)
+
+
+def vgg_block(x: Any, block: int, channels: tuple[int, ...], *, batch_norm: bool) -> Any:
+    """The convolutions of VGG block `block` (1..5), without its pooling.
+
+    Args:
+        x: (B, H, W, C) input of the block.
+        block: Block number, used in the layer names (``block{block}_conv{i}`` ...).
+        channels: Output channels of its convolutions, e.g. ``VGG_BLOCKS["vgg16"][2]``.
+        batch_norm: Whether the convolutions are followed by batch normalisation.
+
+    Returns:
+        (B, H, W, channels[-1]) output of the block's last ReLU.
+    """
+    for i, filters in enumerate(channels, start=1):
+        x = vgg_conv(x, filters, batch_norm=batch_norm, prefix=f"block{block}", index=i)
+    return x
+
+
 def vgg_features(x: Any, name: str) -> list[Any]:
     """Applies VGG encoder `name` to normalised images.
 
@@ -88,22 +137,7 @@ def vgg_features(x: Any, name: str) -> list[Any]:
     blocks, batch_norm = vgg_config(name)
     features = []
     for b, block in enumerate(blocks, start=1):
-        for i, filters in enumerate(block, start=1):
-            x = layers.Conv2D(
-                filters,
-                3,
-                padding="same",
-                # torchvision's init: kaiming normal (fan_out, ReLU gain), zero bias.
-                kernel_initializer=keras.initializers.VarianceScaling(
-                    2.0, mode="fan_out", distribution="untruncated_normal"
-                ),
-                name=f"block{b}_conv{i}",
-            )(x)
-            if batch_norm:
-                x = layers.BatchNormalization(
-                    momentum=0.9, epsilon=1e-5, name=f"block{b}_bn{i}"
-                )(x)
-            x = layers.ReLU(name=f"block{b}_relu{i}")(x)
+        x = vgg_block(x, b, block, batch_norm=batch_norm)
         features.append(x)
         x = layers.MaxPooling2D(2, strides=2, name=f"block{b}_pool")(x)
     features.append(x)

@@ -6,9 +6,11 @@ models using it round-trip through ``model.save("x.keras")`` / ``keras.models.lo
 
 from kerasseg.layers.blocks import conv_norm_act, double_conv, upsample
 from kerasseg.layers.checks import DivisibleSizeCheck, nearest_valid_sizes
+from kerasseg.layers.initializers import BilinearUpsampling
 from kerasseg.layers.pooling import MaxPoolingWithArgmax2D, MaxUnpooling2D
 
 __all__ = [
+    "BilinearUpsampling",
     "DivisibleSizeCheck",
     "MaxPoolingWithArgmax2D",
     "MaxUnpooling2D",
