@@ -85,9 +85,13 @@ def compile_for_segmentation(model: keras.Model, config: TrainConfig, total_step
 class EpochReport(keras.callbacks.Callback):
     """Calls `report` with one line per epoch: the validation Dice and Jaccard."""
 
-    def __init__(self, report: Callable[[str], None], epochs: int, what: str) -> None:
+    def __init__(
+        self, report: Callable[[str], None], epochs: int, what: str, *, after_progress_bar: bool = False
+    ) -> None:
         super().__init__()
         self.report = report
+        # Keras' progress bar has not ended its line when epoch-end callbacks run.
+        self.prefix = "\n" if after_progress_bar else ""
         self.epochs = epochs
         self.what = what
         self.started = time.perf_counter()
@@ -96,7 +100,7 @@ class EpochReport(keras.callbacks.Callback):
         logs = logs or {}
         elapsed = time.perf_counter() - self.started
         self.report(
-            f"epoch {epoch + 1}/{self.epochs}: validation Dice ({self.what}) "
+            f"{self.prefix}epoch {epoch + 1}/{self.epochs}: validation Dice ({self.what}) "
             f"{logs.get('val_dice', float('nan')):.4f}, Jaccard "
             f"{logs.get('val_jaccard', float('nan')):.4f}  (loss {logs.get('loss', float('nan')):.4f}, "
             f"{elapsed:.0f} s)"
@@ -204,7 +208,7 @@ def train_segmentation(
         verbose=verbose,
         callbacks=[
             keras.callbacks.CSVLogger(str(output_dir / "history.csv")),
-            EpochReport(report, config.epochs, what),
+            EpochReport(report, config.epochs, what, after_progress_bar=verbose in (1, "auto")),
         ],
     )
     train_seconds = time.perf_counter() - started
