@@ -6,8 +6,10 @@ models using it round-trip through ``model.save("x.keras")`` / ``keras.models.lo
 
 from kerasseg.layers.blocks import conv_norm_act, double_conv, upsample
 from kerasseg.layers.checks import DivisibleSizeCheck, nearest_valid_sizes
+from kerasseg.layers.upsampling import BilinearUpsampling2D
 
 __all__ = [
+    "BilinearUpsampling2D",
     "DivisibleSizeCheck",
     "conv_norm_act",
     "double_conv",
