@@ -6,11 +6,13 @@ models using it round-trip through ``model.save("x.keras")`` / ``keras.models.lo
 
 from kerasseg.layers.blocks import conv_norm_act, double_conv, upsample
 from kerasseg.layers.checks import DivisibleSizeCheck, nearest_valid_sizes
-from kerasseg.layers.initializers import BilinearUpsampling
+from kerasseg.layers.initializers import BilinearKernel
 from kerasseg.layers.pooling import MaxPoolingWithArgmax2D, MaxUnpooling2D
+from kerasseg.layers.upsampling import BilinearUpsampling2D
 
 __all__ = [
-    "BilinearUpsampling",
+    "BilinearKernel",
+    "BilinearUpsampling2D",
     "DivisibleSizeCheck",
     "MaxPoolingWithArgmax2D",
     "MaxUnpooling2D",

@@ -31,7 +31,7 @@ def bilinear_kernel(size: int) -> np.ndarray:
 
 
 @keras.saving.register_keras_serializable(package="kerasseg")
-class BilinearUpsampling(keras.initializers.Initializer):
+class BilinearKernel(keras.initializers.Initializer):
     """Initialises a `Conv2DTranspose` kernel to per-channel bilinear interpolation.
 
     The kernel shape is (kh, kw, out_channels, in_channels) (Keras' transposed-convolution
@@ -46,7 +46,7 @@ class BilinearUpsampling(keras.initializers.Initializer):
         ```python
         up = keras.layers.Conv2DTranspose(
             21, 16, strides=8, padding="same", use_bias=False,
-            kernel_initializer=kerasseg.layers.BilinearUpsampling(),
+            kernel_initializer=kerasseg.layers.BilinearKernel(),
         )
         ```
     """
@@ -54,7 +54,7 @@ class BilinearUpsampling(keras.initializers.Initializer):
     def __call__(self, shape: tuple[int, ...], dtype: Any = None) -> Any:
         if len(shape) != 4 or shape[2] != shape[3]:
             raise ValueError(
-                "BilinearUpsampling initialises Conv2DTranspose kernels of shape "
+                "BilinearKernel initialises Conv2DTranspose kernels of shape "
                 "(kh, kw, channels, channels) (same input and output channels), got shape "
                 f"{tuple(shape)}."
             )

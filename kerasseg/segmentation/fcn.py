@@ -41,7 +41,7 @@ where the paper's version sees the 100-pixel padding's features: at the same ima
 two agree in the interior only.
 
 **Upsampling.** The transposed convolutions are initialised with
-`kerasseg.layers.BilinearUpsampling` (class c to class c with the bilinear filter, zero
+`kerasseg.layers.BilinearKernel` (class c to class c with the bilinear filter, zero
 across classes), which equals bilinear interpolation with half-pixel centres except within
 $f / 2$ pixels of the border. The paper learns the 2x fusion upsamplings and keeps the final
 one fixed at bilinear interpolation ("fixed to bilinear interpolation", section 4.2);
@@ -75,7 +75,7 @@ from keras import layers
 
 from kerasseg import encoders
 from kerasseg.layers.checks import DivisibleSizeCheck, check_input_shape
-from kerasseg.layers.initializers import BilinearUpsampling
+from kerasseg.layers.initializers import BilinearKernel
 from kerasseg.segmentation.heads import check_num_classes, resolve_activation
 from kerasseg.zoo.registry import register_model
 
@@ -136,7 +136,7 @@ def transposed_upsampling(
         strides=factor,
         padding="same",
         use_bias=False,
-        kernel_initializer=BilinearUpsampling(),
+        kernel_initializer=BilinearKernel(),
         name=name,
     )
     layer.trainable = trainable

@@ -6,6 +6,8 @@ from typing import Any
 
 from keras import layers
 
+from kerasseg.layers.upsampling import BilinearUpsampling2D
+
 OUTPUT_ACTIVATIONS = ("auto", "sigmoid", "softmax", None)
 
 
@@ -28,21 +30,36 @@ def check_num_classes(num_classes: int) -> int:
 
 
 def segmentation_head(
-    x: Any, num_classes: int, activation: str | None, *, name: str = "head"
+    x: Any,
+    num_classes: int,
+    activation: str | None,
+    *,
+    kernel_size: int = 1,
+    upsampling: int = 1,
+    name: str = "head",
 ) -> Any:
-    """1x1 convolution to `num_classes` scores, then the output activation in float32.
+    """Convolution to `num_classes` scores, optional upsampling, then the output activation.
 
     The activation layer is float32 even under a mixed-precision policy, so probabilities
-    (and the losses computed from them) keep full precision.
+    (and the losses computed from them) keep full precision. `kernel_size` and `upsampling`
+    are those of segmentation_models_pytorch's ``SegmentationHead`` (3 and 1 in its U-Net,
+    1 and 4 in its FPN); the upsampling is bilinear with aligned corners, as there.
 
     Args:
         x: (B, H, W, C) decoder features.
         num_classes: Output channels.
         activation: ``"sigmoid"``, ``"softmax"`` or None (logits).
+        kernel_size: Square kernel of the convolution ("same" padding).
+        upsampling: Integer factor of the bilinear upsampling after the convolution.
         name: Prefix of the layer names.
 
     Returns:
-        (B, H, W, num_classes) float32 probabilities, or logits when `activation` is None.
+        (B, H * upsampling, W * upsampling, num_classes) float32 probabilities, or logits
+        when `activation` is None.
     """
-    x = layers.Conv2D(num_classes, 1, name=f"{name}_conv")(x)
-    return layers.Activation(activation or "linear", dtype="float32", name=f"{name}_{activation or 'logits'}")(x)
+    x = layers.Conv2D(num_classes, kernel_size, padding="same", name=f"{name}_conv")(x)
+    if upsampling > 1:
+        x = BilinearUpsampling2D(upsampling, align_corners=True, name=f"{name}_upsample")(x)
+    return layers.Activation(
+        activation or "linear", dtype="float32", name=f"{name}_{activation or 'logits'}"
+    )(x)

@@ -4,7 +4,7 @@ import pytest
 
 import kerasseg
 from kerasseg.data.synthetic import synthetic_shapes
-from kerasseg.layers import BilinearUpsampling
+from kerasseg.layers import BilinearKernel
 from kerasseg.segmentation.fcn import fcn
 from tests.support import require_module
 
@@ -38,7 +38,7 @@ def test_bilinear_transposed_conv_matches_torch_and_interpolation(factor):
     x = np.random.default_rng(factor).normal(size=(2, 3, 4, 3)).astype("float32")
     layer = keras.layers.Conv2DTranspose(
         3, 2 * factor, strides=factor, padding="same", use_bias=False,
-        kernel_initializer=BilinearUpsampling(),
+        kernel_initializer=BilinearKernel(),
     )
     y = keras.ops.convert_to_numpy(layer(x))
     assert y.shape == (2, 3 * factor, 4 * factor, 3)
@@ -53,7 +53,7 @@ def test_bilinear_transposed_conv_matches_torch_and_interpolation(factor):
 
 def test_bilinear_initializer_rejects_unequal_channels():
     with pytest.raises(ValueError, match=r"same input and output channels"):
-        BilinearUpsampling()((4, 4, 3, 2))
+        BilinearKernel()((4, 4, 3, 2))
 
 
 def _conv(c_in: int, c_out: int, k: int = 1, bias: bool = True) -> int:
@@ -178,13 +178,13 @@ def test_fit_reduces_loss_save_load_and_encoder_weights(tmp_path):
     assert history.history["loss"][-1] < history.history["loss"][0]
     # The fixed final upsampling stayed bilinear while everything else trained.
     kernel = keras.ops.convert_to_numpy(model.get_layer("upscore").kernel)
-    np.testing.assert_array_equal(kernel, keras.ops.convert_to_numpy(BilinearUpsampling()(kernel.shape)))
+    np.testing.assert_array_equal(kernel, keras.ops.convert_to_numpy(BilinearKernel()(kernel.shape)))
 
     path = tmp_path / "fcn.keras"
     model.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)
     np.testing.assert_array_equal(model.predict(images, verbose=0), loaded.predict(images, verbose=0))
-    assert isinstance(loaded.get_layer("upscore").kernel_initializer, BilinearUpsampling)
+    assert isinstance(loaded.get_layer("upscore").kernel_initializer, BilinearKernel)
 
     # The nested encoder takes weights the way kerasseg.encoders.get does.
     weights = tmp_path / "resnet18.weights.h5"

@@ -1,0 +1,171 @@
+"""What every architecture on a swappable encoder shares: argument checks, the input and
+size check, the encoder call, and registering one zoo builder per encoder.
+
+An architecture module writes one generic builder ``build(encoder, *, num_classes,
+input_shape, ...)`` and calls `register_encoder_variants`, which adds ``<arch>_<encoder>``
+builders (``fpn_resnet34`` ...) to the module and to the zoo.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import keras
+
+from kerasseg import encoders
+from kerasseg.layers.checks import DivisibleSizeCheck, check_input_shape
+from kerasseg.zoo.registry import register_model
+
+#: Total stride of every encoder (five 2x downsamplings); inputs must be multiples of it.
+ENCODER_STRIDE = 32
+
+
+def check_model_input_shape(input_shape: Any) -> tuple[int | None, int | None, int]:
+    """Validates (H, W, C) with None for any size and a known channel count."""
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        shape = ()
+    if len(shape) != 3:
+        raise ValueError(
+            f"`input_shape` must be (height, width, channels) with None for any size, got "
+            f"{input_shape!r}."
+        )
+    channels = shape[2]
+    if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
+        raise ValueError(
+            f"`input_shape` needs a known, positive channel count, got {input_shape!r}."
+        )
+    return shape
+
+
+def check_positive_int(value: Any, argument: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"`{argument}` must be a positive integer, got {value!r}.")
+    return value
+
+
+def check_rate(value: Any, argument: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"`{argument}` must be a number in [0, 1), got {value!r}.")
+    return float(value)
+
+
+def check_choice(value: Any, choices: Sequence[Any], argument: str) -> Any:
+    if value not in choices:
+        raise ValueError(f"`{argument}` must be one of {tuple(choices)}, got {value!r}.")
+    return value
+
+
+def check_decoder_channels(decoder_channels: Any, blocks: int = 5) -> tuple[int, ...]:
+    """Validates one output channel count per decoder block (stride 16 to 1: 5 blocks)."""
+    try:
+        channels = tuple(decoder_channels)
+    except TypeError:
+        channels = ()
+    if len(channels) != blocks:
+        raise ValueError(
+            f"`decoder_channels` must give {blocks} channel counts (one per decoder block, "
+            f"stride 16 to 1), got {decoder_channels!r}."
+        )
+    for value in channels:
+        check_positive_int(value, "decoder_channels")
+    return channels
+
+
+def encoder_features(
+    encoder: str,
+    input_shape: tuple[int | None, int | None, int],
+    *,
+    weights: str | os.PathLike | None = None,
+    trainable: bool = True,
+    include_stride_1: bool = False,
+) -> tuple[Any, list[Any]]:
+    """The model input, its size check, and the encoder's features.
+
+    Args:
+        encoder: Encoder name (see `kerasseg.encoders.list_encoders`).
+        input_shape: Checked (H, W, C); static H and W must be multiples of 32.
+        weights: Passed to `kerasseg.encoders.get`.
+        trainable: The encoder's ``trainable`` flag (False freezes it, BN included).
+        include_stride_1: Also return the encoder's full-resolution feature (VGG only).
+
+    Returns:
+        ``(inputs, features)``: the `keras.Input` (images in 0..255) and the features at
+        strides (1,) 2, 4, 8, 16, 32, finest first.
+
+    Raises:
+        ValueError: for an unknown encoder or a static size not divisible by 32 (naming the
+            nearest valid sizes). The model raises the same error for such an input at call
+            time.
+    """
+    encoders.spec(encoder)  # unknown names raise here, with suggestions
+    reason = f"the {encoder} encoder halves the size 5 times"
+    check_input_shape(input_shape, ENCODER_STRIDE, reason)
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = DivisibleSizeCheck(ENCODER_STRIDE, reason=reason, name="size_check")(inputs)
+    backbone = encoders.get(
+        encoder,
+        input_shape=input_shape,
+        weights=weights,
+        include_stride_1=include_stride_1,
+        trainable=trainable,
+    )
+    return inputs, list(backbone(x))
+
+
+def register_encoder_variants(
+    arch: str,
+    build: Callable[..., keras.Model],
+    namespace: dict[str, Any],
+    *,
+    summary: str,
+    encoder_names: Iterable[str] | None = None,
+) -> list[str]:
+    """Registers a builder ``<arch>_<encoder>`` per encoder and puts it in `namespace`.
+
+    Each builder is ``builder(*, num_classes=1, input_shape=(None, None, 3), **kwargs)``
+    calling ``build(encoder, num_classes=..., input_shape=..., name="<arch>_<encoder>",
+    **kwargs)``.
+
+    Args:
+        arch: Architecture prefix, e.g. ``"fpn"``.
+        build: The generic builder, taking the encoder name first.
+        namespace: The defining module's ``globals()``: the builders become its attributes.
+        summary: One line, completed with " on a <encoder> encoder." for the zoo listing.
+        encoder_names: Encoders to register; default all of `kerasseg.encoders`.
+
+    Returns:
+        The registered names.
+    """
+    names = []
+    for encoder in encoder_names or encoders.list_encoders():
+        model_name = f"{arch}_{encoder}"
+        builder = _variant(build, encoder, model_name, summary)
+        builder.__module__ = namespace["__name__"]
+        namespace[model_name] = register_model(model_name)(builder)
+        names.append(model_name)
+    return names
+
+
+def _variant(
+    build: Callable[..., keras.Model], encoder: str, model_name: str, summary: str
+) -> Callable[..., keras.Model]:
+    def builder(
+        *,
+        num_classes: int = 1,
+        input_shape: tuple[int | None, int | None, int] = (None, None, 3),
+        **kwargs: Any,
+    ) -> keras.Model:
+        kwargs.setdefault("name", model_name)
+        return build(encoder, num_classes=num_classes, input_shape=input_shape, **kwargs)
+
+    builder.__name__ = builder.__qualname__ = model_name
+    builder.__doc__ = (
+        f"{summary} on a {encoder} encoder.\n\n"
+        f"``{build.__name__}({encoder!r}, **kwargs)``; see `{build.__name__}` for the "
+        f"arguments."
+    )
+    return builder

@@ -1,0 +1,168 @@
+"""TernausNet (Iglovikov and Shvets, 2018): ``unet11`` (VGG11 encoder) and ``unet16`` (VGG16).
+
+A U-Net whose contracting path is an ImageNet-pretrained VGG without batch norm, and whose
+expanding path uses learned upsampling. Every decoder block is conv3x3-ReLU, then a 3x3
+transposed convolution with stride 2 that doubles the size, then ReLU; the block's input
+is the concatenation [previous block, encoder feature of the same stride]. With
+``num_filters`` = F = 32, the paper's channel plan:
+
+```
+encoder (VGG11)          stride  channels   decoder block        in -> mid -> out   stride
+conv1                       1        64 -------------------------------------+
+conv2                       2       128 ------------------------------+     |
+conv3 (conv3a, conv3b)      4       256 ----------------------+      |     |
+conv4 (conv4a, conv4b)      8       512 --------------+       |      |     |
+conv5 (conv5a, conv5b)     16       512 -------+      |       |      |     |
+pool5                      32       512 -> center  512 -> 512 -> 256     16   |
+                                           dec5  256+512 -> 512 -> 256    8    |
+                                           dec4  256+512 -> 512 -> 128    4    |
+                                           dec3  128+256 -> 256 ->  64    2    |
+                                           dec2   64+128 -> 128 ->  32    1    |
+                                           dec1   32+64  -> conv3x3-ReLU 32   1 <-+
+                                           final conv1x1 -> classes
+```
+
+(mid = 16F, 16F, 16F, 8F, 4F; out = 8F, 8F, 4F, 2F, F.) With one class ``unet11`` has
+22,927,393 parameters, 9,220,480 of them in the encoder, as in the reference
+implementation (github.com/ternaus/TernausNet, ``UNet11``). ``unet16`` is the same decoder on
+VGG16, whose blocks have the same widths (28,421,601 parameters with one class); the
+TernausNet repository's ``UNet16`` uses a different decoder (bilinear upsampling or 4x4
+transposed convolutions and 256 instead of 128 channels out of ``dec4``).
+
+The transposed convolutions are aligned exactly like PyTorch's ``ConvTranspose2d(3,
+stride=2, padding=1, output_padding=1)`` (see `kerasseg.layers.decoders.torch_conv_transpose`),
+so converted TernausNet weights give the same outputs. Keras' own ``padding="same"`` is
+shifted by one pixel against it.
+
+Naming: ``unet11`` / ``unet16`` are TernausNet; ``unet_vgg11`` / ``unet_vgg16`` are the
+generic U-Net decoder of segmentation_models_pytorch on the same encoders
+(`kerasseg.segmentation.encoder_unet`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+from keras import layers
+
+from kerasseg import encoders
+from kerasseg.layers.blocks import conv_norm_act
+from kerasseg.layers.decoders import ternausnet_decoder_block
+from kerasseg.segmentation._encoder import (
+    check_model_input_shape,
+    check_positive_int,
+    encoder_features,
+)
+from kerasseg.segmentation.heads import check_num_classes, resolve_activation, segmentation_head
+from kerasseg.zoo.registry import register_model
+
+#: The decoder blocks, coarsest first: (name, middle, out) channels as multiples of
+#: ``num_filters``. Each doubles the size; ``dec1`` (a conv3x3-ReLU of ``num_filters``) and
+#: the 1x1 output convolution follow at full resolution.
+DECODER_BLOCKS = (
+    ("center", 16, 8),
+    ("dec5", 16, 8),
+    ("dec4", 16, 4),
+    ("dec3", 8, 2),
+    ("dec2", 4, 1),
+)
+NUM_FILTERS = 32
+
+
+def ternausnet(
+    encoder: str = "vgg11",
+    *,
+    num_classes: int = 1,
+    input_shape: tuple[int | None, int | None, int] = (None, None, 3),
+    encoder_weights: str | os.PathLike | None = None,
+    encoder_trainable: bool = True,
+    num_filters: int = NUM_FILTERS,
+    activation: str | None = "auto",
+    name: str | None = None,
+) -> keras.Model:
+    """TernausNet: a VGG encoder and a decoder with learned (transposed-convolution) upsampling.
+
+    Args:
+        encoder: A VGG encoder; TernausNet uses ``"vgg11"`` (``unet11``) or ``"vgg16"``
+            (``unet16``). The ``_bn`` variants work too (then the encoder has batch norm).
+        num_classes: Output channels: 1 for binary segmentation, C for C classes.
+        input_shape: (H, W, C_in); H and W may be None (any multiple of 32).
+        encoder_weights: Passed to `kerasseg.encoders.get`: None (random initialisation) or
+            a weights file.
+        encoder_trainable: False freezes the encoder.
+        num_filters: F in the channel plan (32 in the paper).
+        activation: ``"auto"`` (sigmoid for one class, softmax for several),
+            ``"sigmoid"``, ``"softmax"`` or None for logits (the reference returns logits).
+        name: Model name; default ``"unet11"`` for VGG11, ``"unet16"`` for VGG16, else
+            ``ternausnet_<encoder>``.
+
+    Returns:
+        A `keras.Model` mapping (B, H, W, C_in) images in 0..255 to (B, H, W, num_classes)
+        float32 probabilities (or logits).
+
+    Raises:
+        ValueError: for invalid arguments, a non-VGG encoder (TernausNet needs the
+            full-resolution feature), or a static size not divisible by 32 (the message names
+            the nearest valid sizes); the model raises the same for such an input.
+    """
+    check_num_classes(num_classes)
+    input_shape = check_model_input_shape(input_shape)
+    check_positive_int(num_filters, "num_filters")
+    spec = encoders.spec(encoder)
+    if spec.family != "vgg":
+        raise ValueError(
+            f"TernausNet needs a VGG encoder (it concatenates the full-resolution feature); "
+            f"got `encoder`={encoder!r}. Use `unet_{encoder}` for a U-Net on it."
+        )
+    output_activation = resolve_activation(activation, num_classes)
+
+    inputs, features = encoder_features(
+        encoder,
+        input_shape,
+        weights=encoder_weights,
+        trainable=encoder_trainable,
+        include_stride_1=True,
+    )
+    x = features[-1]  # pool5, stride 32
+    skips = features[-2::-1]  # conv5 (stride 16) ... conv1 (stride 1)
+    for (block, middle, out), skip in zip(DECODER_BLOCKS, skips):
+        x = ternausnet_decoder_block(x, middle * num_filters, out * num_filters, name=block)
+        x = layers.Concatenate(name=f"{block}_concat")([x, skip])
+    x = conv_norm_act(x, num_filters, batch_norm=False, name="dec1")
+    outputs = segmentation_head(x, num_classes, output_activation, name="final")
+    default_name = {"vgg11": "unet11", "vgg16": "unet16"}.get(encoder, f"ternausnet_{encoder}")
+    return keras.Model(inputs, outputs, name=name or default_name)
+
+
+@register_model("unet11")
+def unet11(
+    *,
+    num_classes: int = 1,
+    input_shape: tuple[int | None, int | None, int] = (None, None, 3),
+    **kwargs,
+) -> keras.Model:
+    """TernausNet with a VGG11 encoder (Iglovikov and Shvets, 2018).
+
+    ``ternausnet("vgg11", **kwargs)``; see `ternausnet`. 22,927,393 parameters with one class.
+    Not to be confused with ``unet_vgg11``, the generic U-Net decoder on VGG11.
+    """
+    return ternausnet("vgg11", num_classes=num_classes, input_shape=input_shape, **kwargs)
+
+
+@register_model("unet16")
+def unet16(
+    *,
+    num_classes: int = 1,
+    input_shape: tuple[int | None, int | None, int] = (None, None, 3),
+    **kwargs,
+) -> keras.Model:
+    """TernausNet's decoder on a VGG16 encoder.
+
+    ``ternausnet("vgg16", **kwargs)``; see `ternausnet`. 28,421,601 parameters with one
+    class. Not to be confused with ``unet_vgg16``, the generic U-Net decoder on VGG16.
+    """
+    return ternausnet("vgg16", num_classes=num_classes, input_shape=input_shape, **kwargs)
+
+
+__all__ = ["DECODER_BLOCKS", "ternausnet", "unet11", "unet16"]
