@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from kerasseg import encoders, zoo
+from kerasseg.cli import main
 from kerasseg.zoo import metafiles
 from kerasseg.zoo import weights as zw
 from tests.encoders.reference import (
@@ -171,9 +172,13 @@ def test_offline_error_lists_places_variables_and_command(served, isolated_zoo, 
 
 
 def test_corrupt_converted_file_is_replaced_and_torch_is_needed_only_once(
-    served, image, isolated_zoo, monkeypatch, caplog
+    served, image, isolated_zoo, monkeypatch, caplog, capsys
 ):
-    path = zoo.download(MODEL, progress=False)[0]
+    assert main(["zoo", "download", MODEL, "--quiet"]) == 0
+    path = isolated_zoo / "converted" / "resnet34-random.weights.h5"
+    assert capsys.readouterr().out == f"{MODEL}: {path}\n"
+    assert main(["zoo", "list", "_test_*", "--pretrained"]) == 0
+    assert capsys.readouterr().out.startswith(f"{MODEL}  imagenet (cached) ")
     good = path.read_bytes()
     # A damaged converted file is detected by its recorded hash and converted again
     # from the cached checkpoint (no new request).
