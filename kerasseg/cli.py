@@ -264,10 +264,11 @@ def _zoo_weights_column(zoo, name: str) -> str:
     weights = data["weights"].get(default, {})
     if weights.get("kind") == "encoder":
         state = weights["cache"]["converted"]["status"]
-        return f"{default} ({'cached' if state == 'ok' else 'download'})"
-    if weights.get("hosted"):
+        return f"{default} ({'cached' if state == 'present' else 'download'})"
+    trained = weights["trained"]["status"] == "present"
+    if weights.get("hosted") and not trained:
         return f"{default} (download)"
-    return f"{default} ({'trained' if weights['trained']['status'] == 'ok' else 'zoo train'})"
+    return f"{default} ({'trained' if trained else 'zoo train'})"
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
@@ -287,8 +288,8 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         if not names:
             print(f"no model matches {args.pattern!r}", file=sys.stderr)
     elif args.zoo_command == "info":
-        print(json.dumps(zoo.info(args.name, count_params=args.count_params), indent=2,
-                         default=str))
+        print(json.dumps(zoo.info(args.name, count_params=args.count_params,
+                                  verify=args.verify), indent=2, default=str))
     elif args.zoo_command == "download":
         for name in args.names:
             paths = zoo.download(name, in_channels=args.in_channels, progress=not args.quiet)
@@ -388,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     zoo_info.add_argument("name")
     zoo_info.add_argument("--count-params", action="store_true",
                           help="build the model to count parameters the metafile does not record")
+    zoo_info.add_argument("--verify", action="store_true",
+                          help="re-hash the cached files (default: report presence only)")
     zoo_download = zoo_sub.add_parser(
         "download", help="fetch (and convert) default weights into $KERASSEG_HOME")
     zoo_download.add_argument("names", nargs="+", metavar="NAME",

@@ -273,7 +273,8 @@ def read_index(sources: list[Path]) -> Index:
             kind = "model" if isinstance(item, ModelCard) else "encoder weights"
             if item.name in table:
                 problems.append(
-                    f"{path}: {kind} {item.name!r} is already defined in {table[item.name].metafile}"
+                    f"{path}: {kind} {item.name!r} is already defined in "
+                    f"{table[item.name].metafile}"
                 )
             else:
                 table[item.name] = item
@@ -357,7 +358,8 @@ def _file(data: Any, where: str, problems: list[str]) -> RemoteFile | None:
             return None
     size_bytes, size_mb = data.get("size_bytes"), data.get("size_mb")
     if size_bytes is not None and (not isinstance(size_bytes, int) or size_bytes <= 0):
-        problems.append(f"{where}.file: `size_bytes` must be a positive integer, got {size_bytes!r}")
+        problems.append(
+            f"{where}.file: `size_bytes` must be a positive integer, got {size_bytes!r}")
     if size_mb is not None and (not isinstance(size_mb, (int, float)) or size_mb <= 0):
         problems.append(f"{where}.file: `size_mb` must be a positive number, got {size_mb!r}")
     try:
@@ -467,7 +469,8 @@ def _model(data: Any, where: str, family: str, path: Path, root: Path, problems:
     where = f"{where} ({name})"
     builder = data["builder"]
     if not isinstance(builder, str) or not _DOTTED.match(builder):
-        problems.append(f"{where}: `builder` must be a dotted path module.function, got {builder!r}")
+        problems.append(
+            f"{where}: `builder` must be a dotted path module.function, got {builder!r}")
     if data["task"] not in TASKS:
         problems.append(f"{where}: `task` must be one of {TASKS}, got {data['task']!r}")
     defaults = data["defaults"]

@@ -49,7 +49,7 @@ from typing import Any
 import yaml
 
 from kerasseg.zoo import weights as zw
-from kerasseg.zoo.metafiles import load_index
+from kerasseg.zoo import metafiles
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,9 @@ def parse_indices(value: Any, where: str) -> tuple[int, ...]:
     """``"0-23"``, ``"0,3,5-7"``, an int or a list of ints -> indices (ranges inclusive)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return (value,)
-    if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+    if isinstance(value, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
         return tuple(value)
     if isinstance(value, str):
         indices: list[int] = []
@@ -179,7 +181,8 @@ def parse_recipe(text: str, path: Path | None = None) -> Recipe:
     model = _check_keys(data["model"], {"num_classes"}, {"init", "kwargs"}, f"{where}: model")
     num_classes = model["num_classes"]
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ValueError(f"{where}: model.num_classes must be a positive integer, got {num_classes!r}.")
+        raise ValueError(
+            f"{where}: model.num_classes must be a positive integer, got {num_classes!r}.")
     init = model.get("init")
     if init not in (None, "imagenet"):
         raise ValueError(f"{where}: model.init must be 'imagenet' or null, got {init!r}.")
@@ -213,7 +216,8 @@ def parse_recipe(text: str, path: Path | None = None) -> Recipe:
         val=parse_indices(raw["val"], f"{where}: data.val"),
     )
     if set(spec.train) & set(spec.val):
-        raise ValueError(f"{where}: data.train and data.val overlap: {sorted(set(spec.train) & set(spec.val))}.")
+        overlap = sorted(set(spec.train) & set(spec.val))
+        raise ValueError(f"{where}: data.train and data.val overlap: {overlap}.")
     allowed = {f.name for f in dataclasses.fields(TrainConfig)} - _CONFIG_KEYS
     train = _check_keys(data["train"], set(), allowed, f"{where}: train")
     return Recipe(
@@ -231,7 +235,7 @@ def parse_recipe(text: str, path: Path | None = None) -> Recipe:
 
 def known_recipes() -> dict[str, Path]:
     """Recipes the metafiles name, plus ``recipes/*.yml`` beside every index, by name."""
-    index = load_index()
+    index = metafiles.load_index()
     found: dict[str, Path] = {}
     for root in index.roots:
         for path in sorted((root / "recipes").glob("*.yml")) if (root / "recipes").is_dir() else []:

@@ -160,9 +160,9 @@ def infer_encoder(name: str) -> str | None:
 
 
 def _index():
-    from kerasseg.zoo.metafiles import load_index
+    from kerasseg.zoo import metafiles
 
-    return load_index()
+    return metafiles.load_index()
 
 
 def known_tags(arch: str, trained: list[str] | None = None) -> dict[str, str]:
@@ -352,13 +352,28 @@ def list_models(
     return sorted(names)
 
 
-def _encoder_weights_info(weights: Any, in_channels: int) -> dict[str, Any]:
+def _presence(path: Path, record: Path | None = None) -> tuple[str, str]:
+    """``("present" | "missing", detail)`` without hashing (the recorded SHA-256, if any)."""
+    if not path.is_file():
+        return "missing", str(path)
+    from kerasseg.zoo import weights as zw
+
+    recorded = (zw.read_json(record) or {}).get("sha256") if record else None
+    return "present", f"recorded sha256 {recorded}" if recorded else "not re-hashed"
+
+
+def _encoder_weights_info(weights: Any, in_channels: int, verify: bool) -> dict[str, Any]:
     from kerasseg.zoo import remote as dl
     from kerasseg.zoo import weights as zw
 
     converted = zw.converted_path(weights, in_channels)
-    download_status, download_detail = dl.check_cached(weights.file)
-    converted_status, converted_detail = zw.check_converted(weights, converted)
+    if verify:
+        download_status, download_detail = dl.check_cached(weights.file)
+        converted_status, converted_detail = zw.check_converted(weights, converted)
+    else:
+        download_status, download_detail = _presence(weights.file.cache_path())
+        converted_status, converted_detail = _presence(
+            converted, converted.with_name(converted.name + zw.RECORD_SUFFIX))
     return {
         "kind": "encoder",
         "name": weights.name,
@@ -386,7 +401,7 @@ def _encoder_weights_info(weights: Any, in_channels: int) -> dict[str, Any]:
     }
 
 
-def _task_weights_info(arch: str, tag: str, card: Any) -> dict[str, Any]:
+def _task_weights_info(arch: str, tag: str, card: Any, verify: bool) -> dict[str, Any]:
     from kerasseg.zoo import weights as zw
 
     name = f"{arch}.{tag}"
@@ -413,7 +428,9 @@ def _task_weights_info(arch: str, tag: str, card: Any) -> dict[str, Any]:
     else:
         info_.update({"hosted": False, "metafile": None, "metrics": [],
                       "licence": "yours: trained on this machine from your recipe"})
-    status, detail = zw.check_trained(name)
+    directory = zw.trained_dir(name)
+    status, detail = zw.check_trained(name) if verify else _presence(
+        directory / zw.TRAINED_WEIGHTS, directory / zw.TRAINED_RECORD)
     record = zw.trained_record(name) or {}
     trained: dict[str, Any] = {"path": str(zw.trained_dir(name) / zw.TRAINED_WEIGHTS),
                                "status": status, "detail": detail}
@@ -438,18 +455,21 @@ def _task_weights_info(arch: str, tag: str, card: Any) -> dict[str, Any]:
         info_["init"] = recipe.init
     except (OSError, ValueError) as error:
         info_["recipe_error"] = str(error)
-    if not info_["hosted"] and status != "ok":
+    if not info_["hosted"] and status not in ("ok", "present"):
         info_["how_to_get"] = f"kerasseg zoo train {name}"
     return info_
 
 
-def info(name: str, *, count_params: bool = False) -> dict[str, Any]:
+def info(name: str, *, count_params: bool = False, verify: bool = False) -> dict[str, Any]:
     """Describes a model (and its weights) without building it.
 
     Args:
         name: A name from `list_models` (with or without tag).
         count_params: When the metafile records no parameter count, build the model
             (random init, default configuration) to count them.
+        verify: Re-hash the cached files to report ``"ok"`` / ``"corrupt"`` / ``"missing"``;
+            by default the cache state is only ``"present"`` / ``"missing"`` (hashing large
+            checkpoints takes time; every file is hashed anyway before it is used).
 
     Returns:
         A JSON-serialisable dict: ``name``, ``model``, ``tag``, ``task``, ``description``,
@@ -468,13 +488,11 @@ def info(name: str, *, count_params: bool = False) -> dict[str, Any]:
     num_classes, input_shape = entry.default_num_classes, entry.default_input_shape
     weights: dict[str, Any] = {}
     for key, weights_name in (card.encoder_weights.items() if card else []):
-        from kerasseg.zoo.metafiles import load_index
-
         weights[key] = _encoder_weights_info(
-            load_index().encoder_weights[weights_name], int(input_shape[2] or 3))
+            _index().encoder_weights[weights_name], int(input_shape[2] or 3), verify)
     tags = known_tags(arch)
     for other in ([tag] if tag else list(tags)):
-        weights[other] = _task_weights_info(arch, other, card)
+        weights[other] = _task_weights_info(arch, other, card, verify)
     default = tag or (card.default_weights if card else None)
     if tag and "num_classes" in weights[tag]:
         num_classes, input_shape = weights[tag]["num_classes"], tuple(weights[tag]["input_shape"])

@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from kerasseg.zoo import remote as dl
-from kerasseg.zoo.metafiles import EncoderWeights, load_index
+from kerasseg.zoo import metafiles
+from kerasseg.zoo.metafiles import EncoderWeights
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ def file_record(path: Path) -> dict[str, Any]:
 
 def find_encoder_weights(name: str) -> EncoderWeights:
     """Encoder weights by name (``"resnet34.imagenet"``) or encoder (``"resnet34"``)."""
-    index = load_index()
+    index = metafiles.load_index()
     found = index.encoder_weights.get(name) or index.imagenet_for(name)
     if found is None:
         raise ValueError(
@@ -310,7 +311,7 @@ def verify(names: list[str] | None = None) -> list[CacheEntry]:
     """
     from kerasseg.zoo import registry
 
-    index = load_index()
+    index = metafiles.load_index()
     encoder_names: set[str] = set()
     tag_names: set[str] = set()
     if names is None:

@@ -4,14 +4,20 @@ compared with torchvision's own features on a real image.
 
 The checkpoint is a randomised torchvision ``resnet34`` (every weight and BN statistic drawn
 at random: the real ImageNet file is not downloaded in tests), listed in a temporary
-metafile with its real SHA-256. The model is a small test architecture registered here (a
-ResNet34 encoder and a 1x1 head, following the builder convention: it takes
-``encoder_weights``); once ``fpn_resnet34`` is merged it takes its place.
+metafile (``KERASSEG_ZOO_INDEX``) as ``resnet34.random`` with its real SHA-256; the model's
+``imagenet`` weights are then pointed at it (`_point_imagenet_at`). The model is a small test
+architecture registered here (a ResNet34 encoder nested as 'resnet34' and a 1x1 head,
+following the builder convention: it takes ``encoder_weights``) with a temporary metafile
+entry. Once ``fpn_resnet34`` is merged it takes its place: set ``MODEL = "fpn_resnet34"`` and
+drop its temporary registration and model entry from the `served` fixture. A VGG11 variant
+(quick to train) checks that a recipe with ``init: imagenet`` trains from the converted file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import importlib.util
 import logging
 import socket
@@ -19,11 +25,12 @@ import socket
 import keras
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from kerasseg import encoders, zoo
 from kerasseg.cli import main
-from kerasseg.zoo import metafiles
+from kerasseg.zoo import metafiles, recipes
 from kerasseg.zoo import weights as zw
 from tests.encoders.reference import (
     normalise,
@@ -36,17 +43,28 @@ from tests.zoo.support import LocalServer, temporary_model, write_metafile
 
 MODEL = "_test_encoder_head_resnet34"
 CHECKPOINT = "/models/resnet34-random.pth"
+VGG_MODEL = "_test_encoder_head_vgg11"
+VGG_CHECKPOINT = "/models/vgg11-random.pth"
 
 
-def _test_encoder_head_resnet34(
-    *, num_classes=1, input_shape=(None, None, 3), encoder_weights=None
-) -> keras.Model:
-    """Test model: a ResNet34 encoder (nested, named 'resnet34') and a 1x1 head."""
-    inputs = keras.Input(input_shape, name="image")
-    encoder = encoders.get("resnet34", input_shape=input_shape, weights=encoder_weights)
-    features = encoder(inputs)
-    outputs = keras.layers.Conv2D(num_classes, 1, name="head")(features[-1])
-    return keras.Model(inputs, outputs, name="test_encoder_head_resnet34")  # TF: no leading _
+def _encoder_head(encoder: str):
+    """A test architecture: encoder `encoder` (nested under its name), a 1x1 head on the
+    stride-32 feature and bilinear upsampling to the input size."""
+
+    def builder(*, num_classes=1, input_shape=(None, None, 3), encoder_weights=None):
+        inputs = keras.Input(input_shape, name="image")
+        features = encoders.get(encoder, input_shape=input_shape, weights=encoder_weights)(inputs)
+        logits = keras.layers.Conv2D(num_classes, 1, name="head")(features[-1])
+        logits = keras.layers.UpSampling2D(32, interpolation="bilinear", name="upsample")(logits)
+        outputs = keras.layers.Activation("sigmoid", name="probabilities")(logits)
+        return keras.Model(inputs, outputs, name=f"test_encoder_head_{encoder}")  # no leading _
+
+    builder.__name__ = builder.__qualname__ = f"_test_encoder_head_{encoder}"
+    return builder
+
+
+_test_encoder_head_resnet34 = _encoder_head("resnet34")
+_test_encoder_head_vgg11 = _encoder_head("vgg11")  # light, for the training test
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +82,18 @@ def checkpoint(torch_model, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def vgg11_checkpoint(tmp_path_factory):
+    """A randomly initialised torchvision VGG11 without its classifier (not converted)."""
+    torch = require_module("torch")
+    torchvision = require_module("torchvision")
+    torch.manual_seed(0)
+    features = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["A"])
+    path = tmp_path_factory.mktemp("checkpoint") / "vgg11-random.pth"
+    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, path)
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
 def image():
     root = require_shared_data("bccd")
     path = sorted((root / "BCCD" / "JPEGImages").glob("*.jpg"))[0]
@@ -72,36 +102,64 @@ def image():
     return rgb[96:352, 128:448][None]  # (1, 256, 320, 3), a real blood-smear crop
 
 
+def _encoder_weights_entry(server, name: str, path: str, body: bytes) -> dict:
+    server.files[path] = body
+    return {
+        "name": name,
+        "encoder": name.split(".")[0],
+        "format": "torchvision",
+        "file": {"url": server.url(path), "sha256": hashlib.sha256(body).hexdigest(),
+                 "size_bytes": len(body)},
+        "licence": "CC0-1.0",
+        "source": "tests/zoo/test_imagenet.py (random weights)",
+    }
+
+
+def _model_entry(name: str, encoder: str, **extra) -> dict:
+    return {
+        "name": name,
+        "builder": f"{__name__}.{name}",
+        "task": "segmentation",
+        "encoder": encoder,
+        "defaults": {"num_classes": 1, "input_shape": [None, None, 3]},
+        "input": {"divisible_by": 32},
+        "default_weights": "imagenet",
+        **extra,
+    }
+
+
 @pytest.fixture()
-def served(checkpoint, tmp_path, monkeypatch):
-    """The checkpoint on a local server, a metafile naming it, and the test model."""
+def served(checkpoint, vgg11_checkpoint, tmp_path, monkeypatch):
+    """The checkpoints on a local server, a metafile naming them, and the test models."""
     with LocalServer() as server:
-        server.files[CHECKPOINT] = checkpoint
         metafile = write_metafile(tmp_path / "index", "testzoo", {
-            "encoder_weights": [{
-                "name": "resnet34.random",
-                "encoder": "resnet34",
-                "format": "torchvision",
-                "file": {"url": server.url(CHECKPOINT),
-                         "sha256": hashlib.sha256(checkpoint).hexdigest(),
-                         "size_bytes": len(checkpoint)},
-                "licence": "CC0-1.0",
-                "source": "tests/zoo/test_imagenet.py (random weights)",
-            }],
-            "models": [{
-                "name": MODEL,
-                "builder": f"{__name__}._test_encoder_head_resnet34",
-                "task": "segmentation",
-                "encoder": "resnet34",
-                "encoder_weights": {"imagenet": "resnet34.random"},
-                "defaults": {"num_classes": 1, "input_shape": [None, None, 3]},
-                "input": {"divisible_by": 32},
-                "default_weights": "imagenet",
-            }],
+            "encoder_weights": [
+                _encoder_weights_entry(server, "resnet34.random", CHECKPOINT, checkpoint),
+                _encoder_weights_entry(server, "vgg11.random", VGG_CHECKPOINT, vgg11_checkpoint),
+            ],
+            "models": [
+                # "imagenet" means resnet34.imagenet, as for fpn_resnet34 (pointed elsewhere below)
+                _model_entry(MODEL, "resnet34"),
+                _model_entry(VGG_MODEL, "vgg11", encoder_weights={"imagenet": "vgg11.random"}),
+            ],
         })
         monkeypatch.setenv("KERASSEG_ZOO_INDEX", str(metafile))
-        with temporary_model(MODEL, _test_encoder_head_resnet34):
+        with temporary_model(MODEL, _test_encoder_head_resnet34), temporary_model(
+            VGG_MODEL, _test_encoder_head_vgg11
+        ):
+            assert metafiles.check_against_registry() == []
+            _point_imagenet_at(MODEL, "resnet34.random", monkeypatch)
             yield server
+
+
+def _point_imagenet_at(model: str, weights: str, monkeypatch) -> None:
+    """Makes ``weights="imagenet"`` of `model` load the encoder weights `weights` (instead of
+    the packaged torchvision checkpoint, which tests must not download)."""
+    index = metafiles.load_index()
+    assert index.models[model].encoder_weights == {"imagenet": "resnet34.imagenet"}
+    card = dataclasses.replace(index.models[model], encoder_weights={"imagenet": weights})
+    patched = dataclasses.replace(index, models={**index.models, model: card})
+    monkeypatch.setattr(metafiles, "load_index", lambda: patched)
 
 
 def _features(model, image):
@@ -109,7 +167,6 @@ def _features(model, image):
 
 
 def test_imagenet_encoder_features_equal_torchvision(served, torch_model, image, isolated_zoo):
-    assert metafiles.check_against_registry() == []
     assert MODEL in zoo.list_models(pretrained=True)
     model = zoo.get(MODEL, weights="imagenet", progress=False)
     reference = torchvision_features(torch_model, "resnet34", normalise(image))
@@ -129,10 +186,14 @@ def test_imagenet_encoder_features_equal_torchvision(served, torch_model, image,
     np.testing.assert_array_equal(_features(again, image)[-1], ours[-1])
     assert served.requests == [CHECKPOINT]
     # info reports the source, hash, licence and cache state.
-    described = zoo.info(MODEL)["weights"]["imagenet"]
+    described = zoo.info(MODEL, verify=True)["weights"]["imagenet"]
     assert described["sha256"] == hashlib.sha256(served.files[CHECKPOINT]).hexdigest()
     assert described["hash_check"] == "full SHA-256" and described["licence"] == "CC0-1.0"
     assert described["cache"]["converted"]["status"] == "ok"
+    assert described["cache"]["download"]["status"] == "ok"
+    assert zoo.info(MODEL)["weights"]["imagenet"]["cache"]["converted"] == {
+        "path": str(converted), "status": "present", "in_channels": 3,
+        "detail": f"recorded sha256 {record['sha256']}"}
     # Random initialisation really differs (the comparison above is not vacuous).
     fresh = zoo.get(MODEL, weights=None)
     assert scaled_error(_features(fresh, image)[-1], reference[-1]) > 1e-2
@@ -211,3 +272,23 @@ def test_grayscale_models_get_their_own_converted_file(served, torch_model, imag
     reference = torchvision_features(torch_model, "resnet34", x)
     errors = [scaled_error(o, r) for o, r in zip(_features(model, gray), reference)]
     assert max(errors) < 1e-4, errors
+
+
+def test_a_recipe_starting_from_imagenet_trains_from_the_converted_weights(
+    served, isolated_zoo, tmp_path
+):
+    isbi = require_shared_data("isbi2012-membrane")
+    recipe = tmp_path / "recipe.yml"
+    recipe.write_text(yaml.safe_dump({
+        "name": f"{VGG_MODEL}.isbi-tiny",
+        "model": {"num_classes": 1, "init": "imagenet"},
+        "data": {"path": str(isbi), "channels": 1, "mask_values": {0: 1, 255: 0},
+                 "train": [0], "val": [29]},
+        "train": {"epochs": 1, "steps_per_epoch": 1, "batch_size": 1, "crop_size": 64},
+    }))
+    record = recipes.train(recipe, verbose=0, progress=False)
+    converted = isolated_zoo / "converted" / "vgg11-random.in1.weights.h5"
+    run = json.loads((zw.trained_dir(record["name"]) / "run" / "results.json").read_text())
+    assert run["config"]["model_kwargs"] == {"encoder_weights": str(converted)}
+    assert served.requests == [VGG_CHECKPOINT]
+    assert zoo.get(f"{VGG_MODEL}.isbi-tiny").input_shape == (None, None, None, 1)

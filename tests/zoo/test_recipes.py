@@ -17,7 +17,7 @@ from kerasseg.cli import main
 from kerasseg.zoo import recipes
 from kerasseg.zoo import weights as zw
 from tests.support import require_shared_data
-from tests.zoo.support import temporary_model, write_metafile
+from tests.zoo.support import LocalServer, sha256_bytes, temporary_model, write_metafile
 
 TINY = {
     "name": "unet.mine",
@@ -66,7 +66,8 @@ def test_train_a_recipe_file_then_get_info_verify(tmp_path, isolated_zoo, capsys
     # info shows the measured metrics and where they come from.
     described = zoo.info("unet.mine")
     assert described["default_input_shape"] == [None, None, 1]
-    assert described["weights"]["mine"]["trained"]["status"] == "ok"
+    assert described["weights"]["mine"]["trained"]["status"] == "present"
+    assert zoo.info("unet.mine", verify=True)["weights"]["mine"]["trained"]["status"] == "ok"
     (metric,) = described["metrics"]
     assert metric["weights"] == "unet.mine" and metric["values"] == measured
     assert metric["source"] == "kerasseg zoo train (this machine)"
@@ -78,7 +79,8 @@ def test_train_a_recipe_file_then_get_info_verify(tmp_path, isolated_zoo, capsys
     weights_file.write_bytes(weights_file.read_bytes()[:-100])
     assert main(["zoo", "verify"]) == 1
     assert "CORRUPT  trained    unet.mine" in capsys.readouterr().out
-    with pytest.raises(zoo.WeightsNotAvailableError, match="(?s)corrupt.*kerasseg zoo train unet.mine"):
+    with pytest.raises(zoo.WeightsNotAvailableError,
+                       match="(?s)corrupt.*kerasseg zoo train unet.mine"):
         zoo.get("unet.mine")
 
 
@@ -161,3 +163,42 @@ def test_data_is_looked_up_under_the_data_roots(tmp_path, monkeypatch):
     assert f"Looked in:\n  {tmp_path / 'arg-root' / 'no-such-set'}\n  " \
         f"{tmp_path / 'env-root' / 'no-such-set'}" in message
     assert "Pass --data-root DIR (the folder holding 'no-such-set') or set KERASSEG_DATA" in message
+
+
+def test_hosted_task_weights_are_downloaded_verified_and_loaded(tmp_path, monkeypatch):
+    source = _test_tiny_unet(input_shape=(None, None, 1))
+    source.save_weights(tmp_path / "tiny-hosted.weights.h5")
+    body = (tmp_path / "tiny-hosted.weights.h5").read_bytes()
+    root = tmp_path / "index"
+    (root / "recipes").mkdir(parents=True)
+    _write(root / "recipes" / "_test_tiny_unet.hosted.yml",
+           {**TINY, "name": "_test_tiny_unet.hosted", "model": {"num_classes": 1}})
+    with LocalServer() as server, temporary_model("_test_tiny_unet", _test_tiny_unet):
+        server.files["/w/tiny-hosted.weights.h5"] = body
+        metafile = write_metafile(root, "tiny", {"models": [{
+            "name": "_test_tiny_unet",
+            "builder": f"{__name__}._test_tiny_unet",
+            "task": "segmentation",
+            "defaults": {"num_classes": 1, "input_shape": [None, None, 3]},
+            "default_weights": "hosted",
+            "weights": {"hosted": {
+                "recipe": "recipes/_test_tiny_unet.hosted.yml", "licence": "MIT",
+                "file": {"url": server.url("/w/tiny-hosted.weights.h5"),
+                         "sha256": sha256_bytes(body), "size_bytes": len(body)}}},
+        }]})
+        monkeypatch.setenv("KERASSEG_ZOO_INDEX", str(metafile))
+        monkeypatch.setenv("KERASSEG_OFFLINE", "1")
+        with pytest.raises(zoo.WeightsNotAvailableError,
+                           match="kerasseg zoo download _test_tiny_unet.hosted"):
+            zoo.get("_test_tiny_unet.hosted")
+        monkeypatch.delenv("KERASSEG_OFFLINE")
+        # The default weights of the model are the tag's; the configuration is the recipe's.
+        model = zoo.get("_test_tiny_unet", progress=False)
+        x = np.random.default_rng(1).uniform(0, 255, (1, 32, 32, 1)).astype("float32")
+        np.testing.assert_array_equal(model.predict(x, verbose=0), source.predict(x, verbose=0))
+        assert server.requests == ["/w/tiny-hosted.weights.h5"]
+        described = zoo.info("_test_tiny_unet.hosted", verify=True)["weights"]["hosted"]
+        assert described["hosted"] is True and described["sha256"] == sha256_bytes(body)
+        assert "how_to_get" not in described
+        (entry,) = [e for e in zw.verify(["_test_tiny_unet.hosted"]) if e.kind == "download"]
+        assert entry.status == "ok"
