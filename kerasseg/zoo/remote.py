@@ -222,7 +222,7 @@ def unavailable_message(
         for path, description in looked
     )
     return (
-        f"{what} {reason}.\nLooked for:\n{places}\nEnvironment:\n{environment_summary()}\n"
+        f"{what}: {reason}.\nLooked for:\n{places}\nEnvironment:\n{environment_summary()}\n"
         f"To fetch it, run (where the network is reachable, then copy the cache folder here "
         f"if needed):\n  {command}"
     )
@@ -270,8 +270,8 @@ def fetch(
         looked = [*also_looked, (path, f"download of {file.url}")]
         raise WeightsNotAvailableError(
             unavailable_message(
-                what, looked, command or "kerasseg zoo download NAME", f"is not in the cache and "
-                f"{ENV_OFFLINE}=1 forbids downloading it"
+                what, looked, command or "kerasseg zoo download NAME",
+                f"not in the cache, and {ENV_OFFLINE}=1 forbids downloading"
             )
         )
     source = mirrored_url(file.url)
