@@ -255,14 +255,80 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _zoo_weights_column(zoo, name: str) -> str:
+    """What ``get(name)`` loads by default, for ``kerasseg zoo list``."""
+    data = zoo.info(name)
+    default = data["default_weights"]
+    if default is None:
+        return "random init"
+    weights = data["weights"].get(default, {})
+    if weights.get("kind") == "encoder":
+        state = weights["cache"]["converted"]["status"]
+        return f"{default} ({'cached' if state == 'present' else 'download'})"
+    trained = weights["trained"]["status"] == "present"
+    if weights.get("hosted") and not trained:
+        return f"{default} (download)"
+    return f"{default} ({'trained' if trained else 'zoo train'})"
+
+
 def cmd_zoo(args: argparse.Namespace) -> int:
+    if args.zoo_command in ("download", "train"):
+        # torch (for converting ImageNet checkpoints) must come before TensorFlow.
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            pass
     from kerasseg import zoo
 
     if args.zoo_command == "list":
-        for name in zoo.list_models(args.pattern, task=args.task):
-            print(f"{name:28s} {zoo.info(name)['description']}")
+        names = zoo.list_models(args.pattern, pretrained=args.pretrained, task=args.task)
+        for name in names:
+            description = zoo.info(name)["description"]
+            print(f"{name:28s} {_zoo_weights_column(zoo, name):26s} {description}")
+        if not names:
+            print(f"no model matches {args.pattern!r}", file=sys.stderr)
     elif args.zoo_command == "info":
-        print(json.dumps(zoo.info(args.name), indent=2, default=str))
+        print(json.dumps(zoo.info(args.name, count_params=args.count_params,
+                                  verify=args.verify), indent=2, default=str))
+    elif args.zoo_command == "download":
+        for name in args.names:
+            paths = zoo.download(name, in_channels=args.in_channels, progress=not args.quiet)
+            for path in paths:
+                print(f"{name}: {path}")
+            if not paths:
+                print(f"{name}: no pretrained weights to download")
+    elif args.zoo_command == "train":
+        from kerasseg.zoo import recipes
+
+        record = recipes.train(args.recipe, data_root=args.data_root, report=print,
+                               verbose=0 if args.quiet else "auto", progress=not args.quiet)
+        metrics = record["metrics"][0]
+        values = ", ".join(f"{k} {v:.4f}" for k, v in metrics["values"].items())
+        print(f"\n{record['name']}: {metrics['split']}: {values}")
+        from kerasseg.zoo import weights as zw
+
+        print(f"Weights, record and recipe in {zw.trained_dir(record['name'])}; "
+              f"kerasseg.zoo.get({record['name']!r}) loads them.")
+    elif args.zoo_command == "verify":
+        from kerasseg.zoo import metafiles, remote
+        from kerasseg.zoo import weights as zw
+
+        failed = False
+        if args.metafiles:
+            problems = metafiles.check_against_registry()
+            for problem in problems:
+                print(f"METAFILE  {problem}")
+            print(f"metafiles: {len(problems)} problem(s)")
+            failed = bool(problems)
+        entries = zw.verify(args.names or None)
+        for entry in entries:
+            print(f"{entry.status.upper():8s} {entry.kind:10s} {entry.name:28s} {entry.path}"
+                  + (f"  ({entry.detail})" if entry.status == "corrupt" else ""))
+        counts = {s: sum(e.status == s for e in entries) for s in ("ok", "corrupt", "missing")}
+        print(f"cache {remote.home()}: {counts['ok']} ok, {counts['corrupt']} corrupt, "
+              f"{counts['missing']} missing (a corrupt file is replaced when next used)")
+        failed = failed or counts["corrupt"] > 0
+        return 1 if failed else 0
     return 0
 
 
@@ -308,13 +374,43 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--threshold", type=float, default=0.5)
     predict.set_defaults(func=cmd_predict)
 
-    zoo = sub.add_parser("zoo", help="list and describe the registered models")
+    zoo = sub.add_parser(
+        "zoo", help="the model zoo: list, describe, download, train and verify weights")
     zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True)
-    zoo_list = zoo_sub.add_parser("list")
-    zoo_list.add_argument("pattern", nargs="?", default="*")
+    zoo_list = zoo_sub.add_parser("list", help="models and their weight tags")
+    zoo_list.add_argument("pattern", nargs="?", default="*", help="wildcard, e.g. 'fpn_*'")
     zoo_list.add_argument("--task", default=None, choices=("segmentation", "detection"))
-    zoo_info = zoo_sub.add_parser("info")
+    pretrained = zoo_list.add_mutually_exclusive_group()
+    pretrained.add_argument("--pretrained", dest="pretrained", action="store_true", default=None,
+                            help="only names with pretrained default weights")
+    pretrained.add_argument("--no-pretrained", dest="pretrained", action="store_false",
+                            help="only names without")
+    zoo_info = zoo_sub.add_parser("info", help="a model's weights, licence, metrics (JSON)")
     zoo_info.add_argument("name")
+    zoo_info.add_argument("--count-params", action="store_true",
+                          help="build the model to count parameters the metafile does not record")
+    zoo_info.add_argument("--verify", action="store_true",
+                          help="re-hash the cached files (default: report presence only)")
+    zoo_download = zoo_sub.add_parser(
+        "download", help="fetch (and convert) default weights into $KERASSEG_HOME")
+    zoo_download.add_argument("names", nargs="+", metavar="NAME",
+                              help="model, model.tag or encoder weights (resnet34.imagenet)")
+    zoo_download.add_argument("--in-channels", type=int, default=None,
+                              help="convert ImageNet weights for this many input channels")
+    zoo_download.add_argument("--quiet", action="store_true", help="no progress bar")
+    zoo_train = zoo_sub.add_parser(
+        "train", help="run a training recipe; the weights go to the cache under its name")
+    zoo_train.add_argument("recipe", metavar="NAME_OR_RECIPE",
+                           help="recipe name (unet11.isbi2012) or a recipe .yml file")
+    zoo_train.add_argument("--data-root", default=None,
+                           help="folder holding the recipe's data (default: $KERASSEG_DATA, "
+                                "../shared/data)")
+    zoo_train.add_argument("--quiet", action="store_true", help="no Keras progress bar")
+    zoo_verify = zoo_sub.add_parser(
+        "verify", help="re-hash cached weights: OK / CORRUPT / MISSING (exit 1 if corrupt)")
+    zoo_verify.add_argument("names", nargs="*", metavar="NAME", help="default: everything")
+    zoo_verify.add_argument("--metafiles", action="store_true",
+                            help="also check the metafiles against the registered builders")
     zoo.set_defaults(func=cmd_zoo)
     return parser
 

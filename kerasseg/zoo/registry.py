@@ -1,10 +1,16 @@
-"""Registry of model builders: `register_model`, `get`, `list_models`, `info`.
+"""Registry of model builders and the zoo's front door: `register_model`, `get`,
+`list_models`, `info`, `download`.
 
 Names are data: `<arch>_<encoder>` (``fpn_resnet34``), optionally followed by ``.<tag>`` for a
 set of task weights (``unet11.isbi2012``). A builder is a function
 ``builder(*, num_classes, input_shape, **overrides) -> keras.Model`` decorated with
 `register_model`; the modules holding builders are imported the first time the registry is
-read, so importing the zoo stays cheap.
+read, so importing the zoo stays cheap. What is known about a model's weights (URLs, hashes,
+licences, recipes, metrics) is in the metafiles (`kerasseg.zoo.metafiles`); the weights
+themselves are fetched, converted and cached by `kerasseg.zoo.weights`.
+
+Builders that nest an encoder accept ``encoder_weights`` (a path `kerasseg.encoders.get`
+reads); that is how ``weights="imagenet"`` reaches them (see `kerasseg.zoo.weights`).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import importlib
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -41,7 +48,6 @@ class ModelEntry:
         default_input_shape: Input shape the builder uses when `get` is given none; ``None``
             entries mean any size (subject to the model's stride).
         description: One line for listings.
-        weights: Names of the pretrained weight sets available (empty: random init only).
     """
 
     name: str
@@ -50,7 +56,6 @@ class ModelEntry:
     default_num_classes: int
     default_input_shape: tuple[int | None, ...]
     description: str = ""
-    weights: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -68,7 +73,8 @@ def register_model(
     """Decorator registering a model builder under `name` (default: the function's name).
 
     Args:
-        name: Registry name; must be new (a duplicate raises ValueError).
+        name: Registry name; must be new (a duplicate raises ValueError) and must not contain
+            a dot (dots separate the weight tag).
         task: ``"segmentation"`` or ``"detection"``.
         default_num_classes: Classes used when `get` is called without `num_classes`.
         default_input_shape: Input shape used when `get` is called without one.
@@ -82,6 +88,11 @@ def register_model(
 
     def decorator(builder: Builder) -> Builder:
         model_name = name or builder.__name__
+        if "." in model_name:
+            raise ValueError(
+                f"Model name {model_name!r} must not contain '.': it separates the weight tag "
+                f"('<arch>_<encoder>.<tag>')."
+            )
         if model_name in _REGISTRY:
             existing = _REGISTRY[model_name].builder
             raise ValueError(
@@ -114,72 +125,411 @@ def _load_builders() -> None:
     _builders_loaded = True
 
 
-def _entry(name: str) -> ModelEntry:
-    _load_builders()
+# --------------------------------------------------------------------------------------------
+# Names
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """``"unet11.isbi2012"`` -> ``("unet11", "isbi2012")``; ``"unet"`` -> ``("unet", None)``."""
     if not isinstance(name, str):
         raise TypeError(f"`name` must be a model name (str), got {type(name).__name__}.")
-    arch = name.split(".", 1)[0]
+    arch, _, tag = name.partition(".")
+    return arch, (tag or None)
+
+
+def registered(name: str) -> ModelEntry | None:
+    """The registered entry of an architecture name, or None."""
+    _load_builders()
+    return _REGISTRY.get(name)
+
+
+def list_registered(pattern: str = "*") -> list[str]:
+    """Registered architecture names matching a wildcard (no tags), sorted."""
+    _load_builders()
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+
+
+def infer_encoder(name: str) -> str | None:
+    """The encoder a ``<arch>_<encoder>`` name ends with, if it is a known encoder."""
+    from kerasseg import encoders
+
+    for encoder in sorted(encoders.list_encoders(), key=len, reverse=True):
+        if name.endswith(f"_{encoder}"):
+            return encoder
+    return None
+
+
+def _index():
+    from kerasseg.zoo import metafiles
+
+    return metafiles.load_index()
+
+
+def known_tags(arch: str, trained: list[str] | None = None) -> dict[str, str]:
+    """Tags of `arch`: ``{tag: "metafile" | "trained"}`` (metafile tags first)."""
+    from kerasseg.zoo import weights as zw
+
+    card = _index().model(arch)
+    tags = {tag: "metafile" for tag in (card.weights if card else {})}
+    for name in zw.trained_names() if trained is None else trained:
+        model, tag = split_name(name)
+        if model == arch and tag and tag not in tags:
+            tags[tag] = "trained"
+    return tags
+
+
+def _all_names() -> list[str]:
+    from kerasseg.zoo import weights as zw
+
+    trained = zw.trained_names()
+    names = list(_REGISTRY)
+    for arch in _REGISTRY:
+        names += [f"{arch}.{tag}" for tag in known_tags(arch, trained)]
+    return names
+
+
+def _entry(arch: str, full_name: str | None = None) -> ModelEntry:
+    _load_builders()
     if arch in _REGISTRY:
-        if "." in name:
-            tag = name.split(".", 1)[1]
-            raise ValueError(
-                f"Model {arch!r} has no weights tagged {tag!r}. Available weight sets: "
-                f"{list(_REGISTRY[arch].weights) or 'none'}."
-            )
         return _REGISTRY[arch]
-    close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.6)
+    name = full_name or arch
+    close = difflib.get_close_matches(name, _all_names(), n=3, cutoff=0.6)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise ValueError(
         f"Unknown model name {name!r}.{hint} `kerasseg.zoo.list_models()` lists the "
-        f"{len(_REGISTRY)} registered models."
+        f"{len(_REGISTRY)} registered models and their weight tags."
     )
+
+
+def resolve(name: str) -> tuple[ModelEntry, Any, str | None]:
+    """``(entry, metafile card or None, tag or None)`` of a name; unknown names and tags raise."""
+    arch, tag = split_name(name)
+    entry = _entry(arch, name)
+    card = _index().model(arch)
+    if tag is not None:
+        tags = known_tags(arch)
+        if tag not in tags:
+            raise ValueError(
+                f"Model {arch!r} has no weights tagged {tag!r}. Available weight sets: "
+                f"{sorted(tags) or 'none'}"
+                + (f" (and {sorted(card.encoder_weights)} for the encoder)" if card and
+                   card.encoder_weights else "")
+                + ". Your own: write a recipe and run `kerasseg zoo train RECIPE.yml`."
+            )
+    return entry, card, tag
+
+
+def encoder_weights_name(arch: str, key: str = "imagenet") -> str:
+    """The encoder weights (``"resnet34.imagenet"``) that ``weights=key`` means for `arch`."""
+    card = _index().model(arch)
+    if card is None or key not in card.encoder_weights:
+        available = sorted(card.encoder_weights) if card else []
+        reason = (
+            "it has no metafile entry" if card is None else
+            f"its metafile entry ({card.metafile}) names no encoder weights {key!r}"
+        )
+        raise ValueError(
+            f"Model {arch!r} has no {key!r} encoder weights: {reason}. Its encoder weights: "
+            f"{available or 'none'}."
+        )
+    return card.encoder_weights[key]
+
+
+# --------------------------------------------------------------------------------------------
+# Which weights a call means
+
+
+@dataclasses.dataclass(frozen=True)
+class _Choice:
+    kind: str  # "none" | "encoder" | "tag" | "file"
+    value: str | None = None
+
+
+def _choose(weights: Any, arch: str, tag: str | None, card: Any) -> _Choice:
+    if weights is None:
+        return _Choice("none")
+    if isinstance(weights, str) and weights == "default":
+        if tag is not None:
+            return _Choice("tag", tag)
+        default = card.default_weights if card else None
+        if default is None:
+            return _Choice("none")
+        return _Choice("encoder", default) if default in card.encoder_weights else _Choice(
+            "tag", default)
+    if isinstance(weights, str) and card is not None and weights in card.encoder_weights:
+        return _Choice("encoder", weights)
+    if isinstance(weights, str) and weights == "imagenet":
+        encoder_weights_name(arch, "imagenet")  # raises, naming why
+    if isinstance(weights, str) and "/" not in weights and weights in known_tags(arch):
+        if tag is not None and weights != tag:
+            raise ValueError(
+                f"`weights`={weights!r} contradicts the tag in the name {arch}.{tag!r}."
+            )
+        return _Choice("tag", weights)
+    if not isinstance(weights, (str, os.PathLike)):
+        raise TypeError(
+            f"`weights` must be 'default', None, 'imagenet', a weight tag or a file path; got "
+            f"{type(weights).__name__}."
+        )
+    path = os.fspath(weights)
+    if not os.path.isfile(path):
+        options = ["'default'", "None"] + [repr(k) for k in (card.encoder_weights if card else {})]
+        options += [repr(t) for t in known_tags(arch)]
+        raise ValueError(
+            f"`weights` must be one of {', '.join(options)} or the path of a .weights.h5 file; "
+            f"{path!r} is none of these (no such file)."
+        )
+    return _Choice("file", path)
+
+
+def _tag_recipe(arch: str, tag: str, card: Any):
+    """The recipe describing a tag's weights: the trained copy's own, else the metafile's."""
+    from kerasseg.zoo import recipes
+    from kerasseg.zoo import weights as zw
+
+    name = f"{arch}.{tag}"
+    cached = zw.trained_dir(name) / zw.TRAINED_RECIPE
+    if cached.is_file():
+        return recipes.parse_recipe(cached.read_text(encoding="utf-8"), cached)
+    return recipes.load_recipe(card.weights[tag].recipe)
+
+
+def _tag_weights_path(arch: str, tag: str, card: Any, progress: bool = True) -> Path:
+    """Task weights: a trained copy in the cache if there is one, else the hosted file."""
+    from kerasseg.zoo import remote as dl
+    from kerasseg.zoo import weights as zw
+
+    name = f"{arch}.{tag}"
+    hosted = card.weights.get(tag) if card else None
+    status, detail = zw.check_trained(name)
+    if status == "ok" or hosted is None or hosted.file is None:
+        return zw.trained_weights_path(name, recipe=hosted.recipe if hosted else None)
+    if status == "corrupt":
+        logger.warning("Trained weights of %s are corrupt (%s); using the hosted ones.", name,
+                       detail)
+    return dl.fetch(hosted.file, what=f"The weights of {name} ({hosted.file.url})",
+                    command=f"kerasseg zoo download {name}", progress=progress)
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
 
 
 def list_models(
     pattern: str = "*", pretrained: bool | None = None, task: str | None = None
 ) -> list[str]:
-    """Names of the registered models, sorted.
+    """Names `get` accepts: the registered models and their weight tags, sorted.
 
     Args:
-        pattern: Shell-style wildcard on the name, e.g. ``"unet*"`` or ``"*_resnet34"``.
-        pretrained: If True, only models with pretrained weights; if False, only without;
-            None for all.
+        pattern: Shell-style wildcard on the name, e.g. ``"unet*"``, ``"*_resnet34"`` or
+            ``"*.isbi2012"``.
+        pretrained: True: only names whose default weights are pretrained (ImageNet encoder
+            or task weights; every tagged name); False: only names that default to random
+            initialisation; None: all.
         task: ``"segmentation"`` or ``"detection"`` to filter by task; None for all.
 
     Returns:
-        Matching model names.
+        Matching names. Tagged names (``unet11.isbi2012``) are listed whether or not their
+        weights are available yet: `info` tells.
     """
     if task is not None and task not in TASKS:
         raise ValueError(f"`task` must be one of {TASKS} or None, got {task!r}.")
+    from kerasseg.zoo import weights as zw
+
     _load_builders()
+    index = _index()
+    trained = zw.trained_names()
     names = []
     for entry in _REGISTRY.values():
-        if not fnmatch.fnmatchcase(entry.name, pattern):
-            continue
         if task is not None and entry.task != task:
             continue
-        if pretrained is not None and bool(entry.weights) != pretrained:
-            continue
-        names.append(entry.name)
+        card = index.model(entry.name)
+        candidates = [(entry.name, bool(card and card.default_weights))]
+        candidates += [(f"{entry.name}.{t}", True) for t in known_tags(entry.name, trained)]
+        for name, has_pretrained in candidates:
+            if fnmatch.fnmatchcase(name, pattern) and pretrained in (None, has_pretrained):
+                names.append(name)
     return sorted(names)
 
 
-def info(name: str) -> dict[str, Any]:
-    """Describes a registered model without building it.
+def _presence(path: Path, record: Path | None = None) -> tuple[str, str]:
+    """``("present" | "missing", detail)`` without hashing (the recorded SHA-256, if any)."""
+    if not path.is_file():
+        return "missing", str(path)
+    from kerasseg.zoo import weights as zw
+
+    recorded = (zw.read_json(record) or {}).get("sha256") if record else None
+    return "present", f"recorded sha256 {recorded}" if recorded else "not re-hashed"
+
+
+def _encoder_weights_info(weights: Any, in_channels: int, verify: bool) -> dict[str, Any]:
+    from kerasseg.zoo import remote as dl
+    from kerasseg.zoo import weights as zw
+
+    converted = zw.converted_path(weights, in_channels)
+    if verify:
+        download_status, download_detail = dl.check_cached(weights.file)
+        converted_status, converted_detail = zw.check_converted(weights, converted)
+    else:
+        download_status, download_detail = _presence(weights.file.cache_path())
+        converted_status, converted_detail = _presence(
+            converted, converted.with_name(converted.name + zw.RECORD_SUFFIX))
+    return {
+        "kind": "encoder",
+        "name": weights.name,
+        "encoder": weights.encoder,
+        "url": weights.file.url,
+        "sha256": weights.file.sha256,
+        "sha256_prefix": weights.file.sha256_prefix,
+        "hash_check": weights.file.hash_check,
+        "size_bytes": weights.file.size_bytes,
+        "size_mb": weights.file.size_mb,
+        "licence": weights.licence,
+        "licence_note": weights.licence_note,
+        "source": weights.source,
+        "dataset": weights.dataset,
+        "classes": weights.classes,
+        "preprocessing": weights.preprocessing,
+        "metrics": list(weights.metrics),
+        "cache": {
+            "download": {"path": str(weights.file.cache_path()), "status": download_status,
+                         "detail": download_detail},
+            "converted": {"path": str(converted), "status": converted_status,
+                          "detail": converted_detail, "in_channels": in_channels},
+        },
+        "metafile": str(weights.metafile),
+    }
+
+
+def _task_weights_info(arch: str, tag: str, card: Any, verify: bool) -> dict[str, Any]:
+    from kerasseg.zoo import weights as zw
+
+    name = f"{arch}.{tag}"
+    hosted = card.weights.get(tag) if card else None
+    info_: dict[str, Any] = {"kind": "task", "name": name}
+    if hosted is not None:
+        file = hosted.file
+        info_.update({
+            "recipe": str(hosted.recipe),
+            "url": file.url if file else None,
+            "sha256": file.sha256 if file else None,
+            "sha256_prefix": file.sha256_prefix if file else None,
+            "hash_check": file.hash_check if file else None,
+            "size_bytes": file.size_bytes if file else None,
+            "hosted": file is not None,
+            "licence": hosted.licence,
+            "licence_note": hosted.licence_note,
+            "dataset": hosted.dataset,
+            "classes": list(hosted.classes),
+            "preprocessing": hosted.preprocessing,
+            "metrics": list(hosted.metrics),
+            "metafile": str(hosted.metafile),
+        })
+    else:
+        info_.update({"hosted": False, "metafile": None, "metrics": [],
+                      "licence": "yours: trained on this machine from your recipe"})
+    directory = zw.trained_dir(name)
+    status, detail = zw.check_trained(name) if verify else _presence(
+        directory / zw.TRAINED_WEIGHTS, directory / zw.TRAINED_RECORD)
+    record = zw.trained_record(name) or {}
+    trained: dict[str, Any] = {"path": str(zw.trained_dir(name) / zw.TRAINED_WEIGHTS),
+                               "status": status, "detail": detail}
+    if record:
+        trained.update({
+            "metrics": record.get("metrics", []),
+            "recipe_sha256": record.get("recipe_sha256"),
+            "created": record.get("created"),
+            "versions": {k: record.get(k) for k in ("kerasseg", "keras", "backend")},
+        })
+        if hosted is not None and hosted.recipe.is_file():
+            from kerasseg.zoo import recipes
+
+            zoo_recipe = recipes.load_recipe(hosted.recipe)
+            trained["matches_zoo_recipe"] = zoo_recipe.sha256 == record.get("recipe_sha256")
+    info_["trained"] = trained
+    try:
+        recipe = _tag_recipe(arch, tag, card)
+        info_["num_classes"] = recipe.num_classes
+        info_["input_shape"] = list(recipe.input_shape)
+        info_["model_kwargs"] = recipe.model_kwargs
+        info_["init"] = recipe.init
+    except (OSError, ValueError) as error:
+        info_["recipe_error"] = str(error)
+    if not info_["hosted"] and status not in ("ok", "present"):
+        info_["how_to_get"] = f"kerasseg zoo train {name}"
+    return info_
+
+
+def info(name: str, *, count_params: bool = False, verify: bool = False) -> dict[str, Any]:
+    """Describes a model (and its weights) without building it.
+
+    Args:
+        name: A name from `list_models` (with or without tag).
+        count_params: When the metafile records no parameter count, build the model
+            (random init, default configuration) to count them.
+        verify: Re-hash the cached files to report ``"ok"`` / ``"corrupt"`` / ``"missing"``;
+            by default the cache state is only ``"present"`` / ``"missing"`` (hashing large
+            checkpoints takes time; every file is hashed anyway before it is used).
 
     Returns:
-        A dict with ``name``, ``task``, ``description``, ``default_num_classes``,
-        ``default_input_shape``, ``weights`` and ``builder`` (its dotted path).
+        A JSON-serialisable dict: ``name``, ``model``, ``tag``, ``task``, ``description``,
+        ``builder`` (dotted path), ``default_num_classes``, ``default_input_shape``,
+        ``input`` (shape and the divisor static sizes need), ``params`` (for the default
+        configuration, from the metafile; None when not recorded) and ``params_source``,
+        ``encoder``, ``default_weights``, ``weights`` (per weight set: URL, SHA-256 or the
+        publisher's prefix and how it is checked, size, licence, source, data set, classes,
+        preprocessing, published metrics, the cache state; for task weights also the recipe
+        and, when trained here, the measured metrics), ``metrics`` (all of them, each with
+        the weight set it belongs to), ``licence`` (of the default weights) and
+        ``metafile``.
     """
-    entry = _entry(name)
+    entry, card, tag = resolve(name)
+    arch = entry.name
+    num_classes, input_shape = entry.default_num_classes, entry.default_input_shape
+    weights: dict[str, Any] = {}
+    for key, weights_name in (card.encoder_weights.items() if card else []):
+        weights[key] = _encoder_weights_info(
+            _index().encoder_weights[weights_name], int(input_shape[2] or 3), verify)
+    tags = known_tags(arch)
+    for other in ([tag] if tag else list(tags)):
+        weights[other] = _task_weights_info(arch, other, card, verify)
+    default = tag or (card.default_weights if card else None)
+    if tag and "num_classes" in weights[tag]:
+        num_classes, input_shape = weights[tag]["num_classes"], tuple(weights[tag]["input_shape"])
+
+    params, params_source = (card.params, "metafile (count_params() with the defaults)") if (
+        card and card.params) else (None, "not recorded in a metafile")
+    if params is None and count_params:
+        params = int(get(arch, weights=None).count_params())
+        params_source = "counted now (built with the defaults, random init)"
+
+    metrics = []
+    for key, data in weights.items():
+        for record in data.get("metrics", []):
+            metrics.append({"weights": data["name"], **record})
+        for record in (data.get("trained") or {}).get("metrics", []):
+            metrics.append({"weights": data["name"], **record})
     return {
-        "name": entry.name,
+        "name": name,
+        "model": arch,
+        "tag": tag,
         "task": entry.task,
         "description": entry.description,
-        "default_num_classes": entry.default_num_classes,
-        "default_input_shape": entry.default_input_shape,
-        "weights": list(entry.weights),
         "builder": f"{entry.builder.__module__}.{entry.builder.__qualname__}",
+        "default_num_classes": num_classes,
+        "default_input_shape": list(input_shape),
+        "input": {"shape": list(input_shape),
+                  "divisible_by": card.divisible_by if card else None,
+                  "range": "0..255 (the model normalises its input itself)"},
+        "params": params,
+        "params_source": params_source,
+        "encoder": card.encoder if card else None,
+        "default_weights": default,
+        "weights": weights,
+        "metrics": metrics,
+        "licence": weights[default]["licence"] if default in weights else None,
+        "metafile": str(card.metafile) if card else None,
+        "paper": dict(card.paper) if card else {},
     }
 
 
@@ -189,44 +539,108 @@ def get(
     weights: str | os.PathLike | None = "default",
     num_classes: int | None = None,
     input_shape: tuple[int | None, ...] | None = None,
+    progress: bool = True,
     **overrides: Any,
 ) -> Any:
-    """Builds a registered model, optionally loading weights.
+    """Builds a model, with weights.
 
     Args:
-        name: Registered name (see `list_models`).
-        weights: ``"default"`` (the model's default pretrained weights, or random
-            initialisation when it has none), ``None`` (random initialisation), or the path of
-            a ``.weights.h5`` file saved from the same architecture.
-        num_classes: Output classes; the entry's default when None.
-        input_shape: (H, W, C) with ``None`` for any size; the entry's default when None.
+        name: ``<arch>_<encoder>`` or ``<arch>_<encoder>.<tag>`` (see `list_models`).
+        weights: ``"default"`` (the metafile's default: the ImageNet encoder weights, or the
+            tag's task weights; random initialisation for a model without any),
+            ``None`` (random initialisation), ``"imagenet"`` (only the encoder's weights,
+            converted from torchvision's checkpoint on first use), a tag (the whole model's
+            task weights, as ``"<arch>.<tag>"``), or the path of a ``.weights.h5`` file saved
+            from the same architecture and configuration.
+        num_classes: Output classes; default: the tag's recipe's, else the registered default.
+            Task weights only load with the number they were trained with.
+        input_shape: (H, W, C) with None for any size; default: the tag's recipe's (its
+            data's channels), else the registered default. Other channel counts than 3 get
+            ImageNet weights adapted to them (see `kerasseg.zoo.convert.adapt_input_conv`).
+        progress: Progress bar while downloading.
         **overrides: Further keyword arguments for the builder (e.g. ``depth=3``).
 
     Returns:
-        An uncompiled `keras.Model`.
+        An uncompiled `keras.Model` taking images in 0..255.
+
+    Raises:
+        ValueError: unknown name or tag (with suggestions), unavailable or incompatible weights.
+        kerasseg.zoo.remote.WeightsNotAvailableError: the weights are not cached and cannot
+            be fetched (offline, or task weights that must be trained with
+            ``kerasseg zoo train``); the message says where it looked and what to run.
+        kerasseg.zoo.remote.DownloadError: a transfer failed or did not match its hash.
     """
-    entry = _entry(name)
-    model = entry.builder(
-        num_classes=entry.default_num_classes if num_classes is None else num_classes,
-        input_shape=entry.default_input_shape if input_shape is None else tuple(input_shape),
-        **overrides,
-    )
-    if weights is None or weights == "default":
-        # No registered model lists pretrained weights yet (they arrive with the zoo's
-        # metafiles), so "default" is random initialisation.
-        return model
-    path = os.fspath(weights)
-    if not os.path.isfile(path):
+    from kerasseg.zoo import weights as zw
+
+    entry, card, tag = resolve(name)
+    arch = entry.name
+    choice = _choose(weights, arch, tag, card)
+    config_tag = tag or (choice.value if choice.kind == "tag" else None)
+    model_kwargs: dict[str, Any] = {}
+    base_classes, base_shape = entry.default_num_classes, tuple(entry.default_input_shape)
+    if config_tag is not None:
+        recipe = _tag_recipe(arch, config_tag, card)
+        base_classes, base_shape, model_kwargs = (
+            recipe.num_classes, recipe.input_shape, dict(recipe.model_kwargs))
+    classes = base_classes if num_classes is None else num_classes
+    shape = base_shape if input_shape is None else tuple(input_shape)
+    if choice.kind == "tag" and (classes != base_classes or shape[-1] != base_shape[-1]):
         raise ValueError(
-            f"`weights` must be 'default', None or the path of a .weights.h5 file; {path!r} is "
-            f"none of these (no such file). Weight sets of {entry.name!r}: "
-            f"{list(entry.weights) or 'none'}."
+            f"The {arch}.{choice.value} weights were trained with num_classes={base_classes} and "
+            f"{base_shape[-1]} input channels; got num_classes={classes}, input_shape={shape}. "
+            f"Load them as trained (then replace the head), or use weights='imagenet'/None."
         )
-    try:
-        model.load_weights(path)
-    except Exception as error:  # Keras raises several types for incompatible files.
-        raise ValueError(
-            f"Could not load weights file {path!r} into {entry.name!r}: {error}"
-        ) from error
-    logger.info("Loaded weights for %s from %s", entry.name, path)
+    model_kwargs.update(overrides)
+    if choice.kind == "encoder":
+        if model_kwargs.get("encoder_weights") is not None:
+            raise ValueError(
+                f"`encoder_weights` and `weights`={choice.value!r} both set the encoder's "
+                f"weights; pass one of them."
+            )
+        channels = int(shape[-1])
+        command = f"kerasseg zoo download {name}" + (
+            f" --in-channels {channels}" if channels != 3 else "")
+        model_kwargs["encoder_weights"] = str(zw.encoder_weights_path(
+            encoder_weights_name(arch, choice.value), in_channels=channels, progress=progress,
+            command=command))
+    model = entry.builder(num_classes=classes, input_shape=shape, **model_kwargs)
+    if choice.kind in ("tag", "file"):
+        path = _tag_weights_path(arch, choice.value, card, progress) if choice.kind == "tag" else (
+            Path(choice.value))
+        try:
+            model.load_weights(path)
+        except Exception as error:  # Keras raises several types for incompatible files.
+            raise ValueError(
+                f"Could not load weights file {str(path)!r} into {name!r}: {error}"
+            ) from error
+        logger.info("Loaded weights for %s from %s", name, path)
     return model
+
+
+def download(name: str, *, in_channels: int | None = None, progress: bool = True) -> list[Path]:
+    """Fetches (and converts) what ``get(name)`` loads by default, so it works offline later.
+
+    Args:
+        name: A model name (its default weights), a tagged name (its task weights) or encoder
+            weights (``"resnet34.imagenet"``).
+        in_channels: For ImageNet encoder weights: the input channels to convert for; default
+            the model's default input channels (3 for encoder weights names).
+        progress: Progress bar.
+
+    Returns:
+        The cached files (empty when the model has no pretrained weights).
+    """
+    from kerasseg.zoo import weights as zw
+
+    if name in _index().encoder_weights:
+        return [zw.encoder_weights_path(name, in_channels=in_channels or 3, progress=progress)]
+    entry, card, tag = resolve(name)
+    choice = _choose("default", entry.name, tag, card)
+    if choice.kind == "none":
+        logger.info("%s has no pretrained weights: nothing to download.", name)
+        return []
+    if choice.kind == "encoder":
+        channels = in_channels or int(entry.default_input_shape[-1] or 3)
+        return [zw.encoder_weights_path(encoder_weights_name(entry.name, choice.value),
+                                        in_channels=channels, progress=progress)]
+    return [_tag_weights_path(entry.name, choice.value, card, progress)]

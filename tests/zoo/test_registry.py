@@ -64,3 +64,37 @@ def test_weights_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="Could not load weights file"):
         kerasseg.zoo.get("unet", weights=path, filters=4, depth=2)
     assert isinstance(other, keras.Model)
+
+
+def test_names_with_a_dot_are_refused():
+    with pytest.raises(ValueError, match="must not contain '.'"):
+        registry.register_model("unet.v2")(lambda **kw: None)
+
+
+def test_imagenet_needs_an_encoder_entry():
+    with pytest.raises(ValueError, match=r"Model 'unet' has no 'imagenet' encoder weights: its "
+                                         r"metafile entry .*unet.yml\) names no encoder weights"):
+        kerasseg.zoo.get("unet", weights="imagenet")
+    with pytest.raises(TypeError, match="`weights` must be 'default', None, 'imagenet'"):
+        kerasseg.zoo.get("unet", weights=3)
+
+
+def test_info_reports_metafile_data_and_counts_params_on_request():
+    described = kerasseg.zoo.info("unet")
+    assert described["params"] == 31_049_409 and described["params_source"].startswith("metafile")
+    assert described["input"]["divisible_by"] == 16 and described["default_weights"] is None
+    assert described["metafile"].endswith("unet.yml") and "arxiv.org" in described["paper"]["url"]
+
+    def _test_small(*, num_classes=1, input_shape=(None, None, 3)):
+        """A model without a metafile entry."""
+        inputs = keras.Input(input_shape)
+        return keras.Model(inputs, keras.layers.Conv2D(num_classes, 3)(inputs))
+
+    registry.register_model("_test_small")(_test_small)
+    try:
+        assert kerasseg.zoo.info("_test_small")["params"] is None
+        counted = kerasseg.zoo.info("_test_small", count_params=True)
+        assert counted["params"] == 3 * 3 * 3 + 1 and counted["params_source"].startswith("counted")
+        assert kerasseg.zoo.download("_test_small") == []  # nothing pretrained to fetch
+    finally:
+        registry._REGISTRY.pop("_test_small")

@@ -1,0 +1,674 @@
+"""The zoo's metafiles: reading, validating and looking up ``zoo/model-index.yml``.
+
+The metafiles are the zoo's source of truth for everything that is data rather than code:
+which weights exist for which model, where they are published, their hash, size, licence,
+preprocessing and classes, the recipe that trained them and the metrics measured. The
+builders are code, registered with `kerasseg.zoo.register_model`; a metafile entry names its
+builder and the validation (`check_against_registry`) insists that they agree.
+
+Where they are read from:
+
+1. The packaged index: ``kerasseg/zoo/index/`` in an installed wheel (the top-level ``zoo/``
+   folder of the source tree is shipped there, see ``setup.py``), else ``zoo/`` beside the
+   ``kerasseg`` package (a source checkout or an editable install).
+2. Extra indexes from ``$KERASSEG_ZOO_INDEX``: paths separated by ``os.pathsep``, each a
+   ``model-index.yml``, a folder holding one, or a single metafile. Tests and users add models
+   this way without touching the package. Names must stay unique across all of them.
+
+Schema (version 1). ``model-index.yml``::
+
+    schema: 1
+    metafiles: [metafiles/encoders.yml, metafiles/unet.yml]   # relative to the index
+
+A metafile (one per family)::
+
+    family: unet                   # the file's stem
+    title: U-Net (Ronneberger et al., 2015)      # optional
+    paper: {title: ..., url: ...}                # optional
+    encoder_weights:               # optional: pretrained encoder weights
+      - name: resnet34.imagenet    # <encoder>.<tag>
+        encoder: resnet34          # a kerasseg.encoders name
+        format: torchvision        # converted by kerasseg.zoo.convert
+        file: {url: ..., sha256: <64 hex> | sha256_prefix: <8+ hex>, size_mb | size_bytes}
+        licence: BSD-3-Clause      # required on every weights entry
+        licence_note, source, dataset, classes, preprocessing   # optional, free text
+        metrics: [{dataset, values: {name: number}, source, split?, task?, recipe?, date?}]
+    models:
+      - name: unet                 # registered name, <arch>_<encoder> by convention
+        builder: kerasseg.segmentation.unet.unet    # module.qualname of the registered builder
+        task: segmentation
+        encoder: null              # or the encoder the builder nests (enables "imagenet")
+        encoder_weights: {imagenet: resnet34.imagenet}   # optional; that is the default
+        defaults: {num_classes: 1, input_shape: [null, null, 3]}   # as registered
+        input: {divisible_by: 16}  # static sizes must be multiples of it
+        params: 31043521           # optional: count_params() with the defaults
+        default_weights: null      # null | imagenet | a tag of `weights`
+        weights:                   # task weights, by tag: name "<model>.<tag>"
+          isbi2012:
+            recipe: recipes/unet11.isbi2012.yml   # relative to the index; required
+            file: null             # or {url, sha256, size_bytes} once hosted
+            licence: ..., dataset: ..., classes: [...], preprocessing: ...
+            metrics: []            # only numbers a real run produced
+
+Quote hashes in YAML (``sha256_prefix: "19584684"`` would otherwise be read as a number).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kerasseg.zoo.remote import RemoteFile
+
+ENV_INDEX = "KERASSEG_ZOO_INDEX"
+INDEX_FILE = "model-index.yml"
+SCHEMA_VERSION = 1
+TASKS = ("segmentation", "detection")
+
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+_TAG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+
+
+class MetafileError(ValueError):
+    """A metafile or the index is malformed; the message lists every problem found."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderWeights:
+    """Pretrained weights of an encoder, published by a third party and converted here.
+
+    Attributes:
+        name: ``<encoder>.<tag>``, e.g. ``"resnet34.imagenet"``.
+        encoder: The `kerasseg.encoders` name.
+        format: How the file is converted: ``"torchvision"`` (`kerasseg.zoo.convert`).
+        file: The published file.
+        licence: Licence of the weights (SPDX identifier where there is one).
+        licence_note: Further terms (e.g. the training data's).
+        source: Who publishes them, and under which name.
+        dataset: The data they were trained on.
+        classes: What the original head predicted (not converted).
+        preprocessing: What the encoder expects (it normalises its input itself).
+        metrics: Published metrics (dicts, see the module docstring).
+        metafile: The metafile that lists them.
+    """
+
+    name: str
+    encoder: str
+    format: str
+    file: RemoteFile
+    licence: str
+    licence_note: str = ""
+    source: str = ""
+    dataset: str = ""
+    classes: str = ""
+    preprocessing: str = ""
+    metrics: tuple[dict, ...] = ()
+    metafile: Path | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskWeights:
+    """Weights of a whole model trained for a task, addressed as ``<model>.<tag>``.
+
+    Attributes:
+        model: The registered model name.
+        tag: The tag, e.g. ``"isbi2012"``.
+        recipe: Absolute path of the recipe that trains them.
+        file: The published file, or None while they are not hosted (then ``kerasseg zoo
+            train`` makes them).
+        licence, licence_note, dataset, classes, preprocessing: As for `EncoderWeights`.
+        metrics: Metrics of a real run of the recipe (empty until there is one).
+        metafile: The metafile that lists them.
+    """
+
+    model: str
+    tag: str
+    recipe: Path
+    file: RemoteFile | None
+    licence: str
+    licence_note: str = ""
+    dataset: str = ""
+    classes: tuple[str, ...] = ()
+    preprocessing: str = ""
+    metrics: tuple[dict, ...] = ()
+    metafile: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}.{self.tag}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCard:
+    """A model's metafile entry (see the module docstring for the fields)."""
+
+    name: str
+    builder: str
+    task: str
+    family: str
+    default_num_classes: int
+    default_input_shape: tuple[int | None, ...]
+    encoder: str | None = None
+    encoder_weights: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    divisible_by: int | None = None
+    params: int | None = None
+    default_weights: str | None = None
+    weights: Mapping[str, TaskWeights] = dataclasses.field(default_factory=dict)
+    title: str = ""
+    paper: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    metafile: Path | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Index:
+    """Every metafile read: models and encoder weights by name."""
+
+    models: Mapping[str, ModelCard]
+    encoder_weights: Mapping[str, EncoderWeights]
+    metafiles: tuple[Path, ...]
+    roots: tuple[Path, ...]
+
+    def model(self, name: str) -> ModelCard | None:
+        return self.models.get(name)
+
+    def imagenet_for(self, encoder: str) -> EncoderWeights | None:
+        return self.encoder_weights.get(f"{encoder}.imagenet")
+
+
+# --------------------------------------------------------------------------------------------
+# Locating the index
+
+
+def packaged_root() -> Path:
+    """The folder holding the packaged ``model-index.yml`` (wheel or source tree)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "index", here.parents[1] / "zoo"):
+        if (candidate / INDEX_FILE).is_file():
+            return candidate
+    raise MetafileError(
+        f"The zoo's {INDEX_FILE} was found neither in the package ({here / 'index'}) nor in the "
+        f"source tree ({here.parents[1] / 'zoo'}); the installation is incomplete."
+    )
+
+
+def extra_sources() -> list[Path]:
+    """The paths in ``$KERASSEG_ZOO_INDEX`` (empty when unset)."""
+    value = os.environ.get(ENV_INDEX, "")
+    return [Path(p).expanduser() for p in value.split(os.pathsep) if p.strip()]
+
+
+def load_index() -> Index:
+    """The packaged index plus those of ``$KERASSEG_ZOO_INDEX``, validated (cached per value
+    of the variable and the files' modification times; `clear_cache` forgets it)."""
+    sources = [packaged_root(), *extra_sources()]
+    stamps = []
+    for source in sources:
+        for path in ([source] if source.is_file() else [source / INDEX_FILE]):
+            stamps.append((str(path), path.stat().st_mtime_ns if path.exists() else None))
+    return _load_index(tuple(str(s) for s in sources), tuple(stamps))
+
+
+def clear_cache() -> None:
+    _load_index.cache_clear()
+
+
+@functools.lru_cache(maxsize=8)
+def _load_index(sources: tuple[str, ...], _stamps: tuple) -> Index:
+    return read_index([Path(s) for s in sources])
+
+
+def read_index(sources: list[Path]) -> Index:
+    """Reads and validates the given indexes (``model-index.yml`` files, folders holding one,
+    or single metafiles), without the packaged one and without caching.
+
+    Raises:
+        MetafileError: listing every problem found.
+    """
+    problems: list[str] = []
+    metafiles: list[tuple[Path, Path]] = []  # (metafile, root)
+    roots = []
+    for source in sources:
+        if source.is_dir():
+            source = source / INDEX_FILE
+        if not source.is_file():
+            problems.append(f"{source}: no such file (from {ENV_INDEX} or the package)")
+            continue
+        data = _read_yaml(source, problems)
+        if data is None:
+            continue
+        if isinstance(data, dict) and "metafiles" in data:
+            roots.append(source.parent)
+            _check_keys(data, {"schema", "metafiles"}, {"description"}, str(source), problems)
+            if data.get("schema") != SCHEMA_VERSION:
+                problems.append(
+                    f"{source}: `schema` must be {SCHEMA_VERSION}, got {data.get('schema')!r}"
+                )
+            listed = data.get("metafiles")
+            if not isinstance(listed, list) or not all(isinstance(p, str) for p in listed):
+                problems.append(f"{source}: `metafiles` must be a list of relative paths")
+                continue
+            metafiles += [(source.parent / p, source.parent) for p in listed]
+        else:  # a single metafile
+            roots.append(source.parent)
+            metafiles.append((source, source.parent))
+
+    models: dict[str, ModelCard] = {}
+    encoder_weights: dict[str, EncoderWeights] = {}
+    for path, root in metafiles:
+        data = _read_yaml(path, problems) if path.is_file() else None
+        if not path.is_file():
+            problems.append(f"{path}: listed in an index but does not exist")
+        if data is None:
+            continue
+        for item in _parse_metafile(data, path, root, problems):
+            table = models if isinstance(item, ModelCard) else encoder_weights
+            kind = "model" if isinstance(item, ModelCard) else "encoder weights"
+            if item.name in table:
+                problems.append(
+                    f"{path}: {kind} {item.name!r} is already defined in "
+                    f"{table[item.name].metafile}"
+                )
+            else:
+                table[item.name] = item
+    for name, card in list(models.items()):
+        imagenet = f"{card.encoder}.imagenet"
+        if card.encoder and not card.encoder_weights and imagenet in encoder_weights:
+            # The implicit default: "imagenet" means the encoder's ImageNet weights.
+            card = models[name] = dataclasses.replace(card, encoder_weights={"imagenet": imagenet})
+        for key, weights_name in card.encoder_weights.items():
+            if weights_name not in encoder_weights:
+                problems.append(
+                    f"{card.metafile}: model {card.name!r}: encoder_weights.{key} names "
+                    f"{weights_name!r}, which no metafile defines"
+                )
+            elif card.encoder and encoder_weights[weights_name].encoder != card.encoder:
+                problems.append(
+                    f"{card.metafile}: model {card.name!r}: encoder_weights.{key} "
+                    f"({weights_name!r}) is for encoder "
+                    f"{encoder_weights[weights_name].encoder!r}, not {card.encoder!r}"
+                )
+        if card.default_weights not in (None, *card.weights, *card.encoder_weights):
+            problems.append(
+                f"{card.metafile}: model {card.name!r}: default_weights "
+                f"{card.default_weights!r} is none of its weights "
+                f"({sorted([*card.weights, *card.encoder_weights])})"
+            )
+    if problems:
+        raise MetafileError("Invalid zoo metafiles:\n" + "\n".join(f"  {p}" for p in problems))
+    return Index(models, encoder_weights, tuple(p for p, _ in metafiles), tuple(roots))
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing and schema checks
+
+
+def _read_yaml(path: Path, problems: list[str]) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        problems.append(f"{path}: cannot be read as YAML: {error}")
+        return None
+
+
+def _check_keys(
+    data: Any, required: set[str], optional: set[str], where: str, problems: list[str]
+) -> bool:
+    if not isinstance(data, dict):
+        problems.append(f"{where}: must be a mapping, got {type(data).__name__}")
+        return False
+    missing = sorted(required - set(data))
+    unknown = sorted(set(data) - required - optional)
+    if missing:
+        problems.append(f"{where}: missing required keys {missing}")
+    if unknown:
+        problems.append(
+            f"{where}: unknown keys {unknown} (allowed: {sorted(required | optional)})"
+        )
+    return not missing
+
+
+def _text(data: dict, key: str, where: str, problems: list[str], required: bool = False) -> str:
+    value = data.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or not value.strip():
+        problems.append(f"{where}: `{key}` must be a non-empty string, got {value!r}")
+        return ""
+    return value.strip()
+
+
+def _file(data: Any, where: str, problems: list[str]) -> RemoteFile | None:
+    if not _check_keys(data, {"url"}, {"sha256", "sha256_prefix", "size_bytes", "size_mb"},
+                       f"{where}.file", problems):
+        return None
+    for key in ("sha256", "sha256_prefix"):
+        if key in data and not isinstance(data[key], str):
+            problems.append(
+                f"{where}.file: `{key}` must be a quoted string of hex digits, got "
+                f"{data[key]!r} ({type(data[key]).__name__}; quote it in YAML)"
+            )
+            return None
+    size_bytes, size_mb = data.get("size_bytes"), data.get("size_mb")
+    if size_bytes is not None and (not isinstance(size_bytes, int) or size_bytes <= 0):
+        problems.append(
+            f"{where}.file: `size_bytes` must be a positive integer, got {size_bytes!r}")
+    if size_mb is not None and (not isinstance(size_mb, (int, float)) or size_mb <= 0):
+        problems.append(f"{where}.file: `size_mb` must be a positive number, got {size_mb!r}")
+    try:
+        return RemoteFile(
+            url=data["url"],
+            sha256=data.get("sha256"),
+            sha256_prefix=data.get("sha256_prefix"),
+            size_bytes=size_bytes,
+            size_mb=size_mb,
+        )
+    except ValueError as error:
+        problems.append(f"{where}.file: {error}")
+        return None
+
+
+def _metrics(data: Any, where: str, problems: list[str]) -> tuple[dict, ...]:
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        problems.append(f"{where}: `metrics` must be a list, got {type(data).__name__}")
+        return ()
+    records = []
+    for i, record in enumerate(data):
+        here = f"{where}.metrics[{i}]"
+        if not _check_keys(record, {"dataset", "values", "source"},
+                           {"split", "task", "recipe", "date", "notes"}, here, problems):
+            continue
+        values = record["values"]
+        if not isinstance(values, dict) or not values or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+            for k, v in values.items()
+        ):
+            problems.append(f"{here}: `values` must map metric names to numbers, got {values!r}")
+            continue
+        records.append(dict(record))
+    return tuple(records)
+
+
+_WEIGHTS_TEXT = ("licence_note", "source", "dataset", "preprocessing")
+
+
+def _encoder_weights(data: Any, where: str, path: Path, problems: list[str]):
+    required = {"name", "encoder", "format", "file", "licence"}
+    optional = {*_WEIGHTS_TEXT, "classes", "metrics"}
+    complete = _check_keys(data, required, optional, where, problems)
+    if not isinstance(data, dict):
+        return None
+    name, encoder = data.get("name"), data.get("encoder")
+    if not isinstance(name, str) or not isinstance(encoder, str) or not name.startswith(
+        f"{encoder}."
+    ) or not _TAG.match(name[len(encoder) + 1:]):
+        problems.append(f"{where}: `name` must be '<encoder>.<tag>' for encoder {encoder!r}, "
+                        f"got {name!r}")
+        complete = False
+    if data.get("format") != "torchvision":
+        problems.append(f"{where}: `format` must be 'torchvision', got {data.get('format')!r}")
+    file = _file(data["file"], where, problems) if "file" in data else None
+    licence = _text(data, "licence", where, problems, required=True) if "licence" in data else ""
+    if not complete:
+        return None
+    texts = {k: _text(data, k, where, problems) for k in _WEIGHTS_TEXT}
+    classes = _text(data, "classes", where, problems)
+    metrics = _metrics(data.get("metrics"), where, problems)
+    if file is None or not licence:
+        return None
+    return EncoderWeights(name=name, encoder=encoder, format=data["format"], file=file,
+                          licence=licence, classes=classes, metrics=metrics, metafile=path, **texts)
+
+
+def _task_weights(model: str, tag: Any, data: Any, where: str, path: Path, root: Path,
+                  problems: list[str]):
+    if not isinstance(tag, str) or not _TAG.match(tag):
+        problems.append(f"{where}: tag {tag!r} must match {_TAG.pattern}")
+        return None
+    where = f"{where}.{tag}"
+    required = {"recipe", "licence"}
+    optional = {*_WEIGHTS_TEXT, "file", "classes", "metrics"} - {"source"}
+    complete = _check_keys(data, required, optional, where, problems)
+    if not isinstance(data, dict):
+        return None
+    recipe = root / str(data.get("recipe"))
+    if "recipe" in data and not recipe.is_file():
+        problems.append(f"{where}: recipe {recipe} does not exist")
+    file = None if data.get("file") is None else _file(data["file"], where, problems)
+    classes = data.get("classes") or []
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        problems.append(f"{where}: `classes` must be a list of class names, got {classes!r}")
+        classes = []
+    licence = _text(data, "licence", where, problems, required=True) if "licence" in data else ""
+    texts = {k: _text(data, k, where, problems) for k in _WEIGHTS_TEXT if k != "source"}
+    metrics = _metrics(data.get("metrics"), where, problems)
+    if not complete:
+        return None
+    return TaskWeights(model=model, tag=tag, recipe=recipe, file=file, licence=licence,
+                       classes=tuple(classes), metrics=metrics, metafile=path, **texts)
+
+
+def _model(data: Any, where: str, family: str, path: Path, root: Path, problems: list[str]):
+    required = {"name", "builder", "task", "defaults", "default_weights"}
+    optional = {"encoder", "encoder_weights", "input", "params", "weights", "title", "paper"}
+    if not _check_keys(data, required, optional, where, problems):
+        return None
+    name = data["name"]
+    if not isinstance(name, str) or not _MODEL_NAME.match(name):
+        problems.append(f"{where}: `name` must match {_MODEL_NAME.pattern}, got {name!r}")
+        return None
+    where = f"{where} ({name})"
+    builder = data["builder"]
+    if not isinstance(builder, str) or not _DOTTED.match(builder):
+        problems.append(
+            f"{where}: `builder` must be a dotted path module.function, got {builder!r}")
+    if data["task"] not in TASKS:
+        problems.append(f"{where}: `task` must be one of {TASKS}, got {data['task']!r}")
+    defaults = data["defaults"]
+    num_classes, input_shape = 1, (None, None, 3)
+    if _check_keys(defaults, {"num_classes", "input_shape"}, set(), f"{where}.defaults", problems):
+        num_classes, input_shape = defaults["num_classes"], defaults["input_shape"]
+        if not isinstance(num_classes, int) or num_classes < 1:
+            problems.append(f"{where}.defaults: `num_classes` must be a positive integer")
+        if not (isinstance(input_shape, list) and len(input_shape) == 3 and all(
+            d is None or (isinstance(d, int) and d > 0) for d in input_shape
+        ) and input_shape[2] is not None):
+            problems.append(
+                f"{where}.defaults: `input_shape` must be [H, W, C] (null for any size, C known), "
+                f"got {input_shape!r}"
+            )
+            input_shape = (None, None, 3)
+    encoder = data.get("encoder")
+    if encoder is not None and not isinstance(encoder, str):
+        problems.append(f"{where}: `encoder` must be an encoder name or null, got {encoder!r}")
+        encoder = None
+    encoder_weights = data.get("encoder_weights")
+    if encoder_weights is None:
+        encoder_weights = {}
+    elif not (isinstance(encoder_weights, dict) and encoder and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in encoder_weights.items()
+    )):
+        problems.append(
+            f"{where}: `encoder_weights` must map weight names to encoder weights names, and "
+            f"needs `encoder`; got {encoder_weights!r}"
+        )
+        encoder_weights = {}
+    divisible_by = None
+    if data.get("input") is not None and _check_keys(
+        data["input"], {"divisible_by"}, set(), f"{where}.input", problems
+    ):
+        divisible_by = data["input"]["divisible_by"]
+        if not isinstance(divisible_by, int) or divisible_by < 1:
+            problems.append(f"{where}.input: `divisible_by` must be a positive integer")
+    params = data.get("params")
+    if params is not None and (not isinstance(params, int) or params < 1):
+        problems.append(f"{where}: `params` must be a positive integer, got {params!r}")
+    weights = {}
+    raw_weights = data.get("weights") or {}
+    if not isinstance(raw_weights, dict):
+        problems.append(f"{where}: `weights` must map tags to weights entries")
+        raw_weights = {}
+    for tag, entry in raw_weights.items():
+        parsed = _task_weights(name, tag, entry, f"{where}.weights", path, root, problems)
+        if parsed is not None:
+            weights[tag] = parsed
+    if "imagenet" in weights:
+        problems.append(f"{where}: the tag 'imagenet' is reserved for encoder weights")
+    paper = data.get("paper") or {}
+    if not isinstance(paper, dict):
+        problems.append(f"{where}: `paper` must be a mapping (title, url)")
+        paper = {}
+    return ModelCard(
+        name=name, builder=str(builder), task=str(data["task"]), family=family,
+        default_num_classes=num_classes, default_input_shape=tuple(input_shape),
+        encoder=encoder, encoder_weights=dict(encoder_weights), divisible_by=divisible_by,
+        params=params, default_weights=data["default_weights"], weights=weights,
+        title=str(data.get("title") or ""), paper=dict(paper), metafile=path,
+    )
+
+
+def _parse_metafile(data: Any, path: Path, root: Path, problems: list[str]) -> list[Any]:
+    where = str(path)
+    if not _check_keys(data, {"family"}, {"title", "description", "paper", "models",
+                                          "encoder_weights"}, where, problems):
+        return []
+    family = data["family"]
+    if family != path.stem:
+        problems.append(f"{where}: `family` must be the file's stem {path.stem!r}, got {family!r}")
+    items: list[Any] = []
+    for key, parse in (("encoder_weights", _encoder_weights), ("models", _model)):
+        entries = data.get(key) or []
+        if not isinstance(entries, list):
+            problems.append(f"{where}: `{key}` must be a list")
+            continue
+        for i, entry in enumerate(entries):
+            here = f"{where}: {key}[{i}]"
+            if key == "models":
+                item = parse(entry, here, family, path, root, problems)
+                if item is not None and not item.paper and isinstance(data.get("paper"), dict):
+                    item = dataclasses.replace(item, paper=dict(data["paper"]))
+                if item is not None and not item.title and isinstance(data.get("title"), str):
+                    item = dataclasses.replace(item, title=data["title"])
+            else:
+                item = parse(entry, here, path, problems)
+            if item is not None:
+                items.append(item)
+    return items
+
+
+# --------------------------------------------------------------------------------------------
+# Cross-checks with the code (used by the tests and `kerasseg zoo verify --metafiles`)
+
+
+def builder_path(builder: Any) -> str:
+    """``module.qualname`` of a builder, as metafiles write it."""
+    return f"{builder.__module__}.{builder.__qualname__}"
+
+
+def check_against_registry(index: Index | None = None) -> list[str]:
+    """Problems between the metafiles and the registered builders and encoders (empty: none).
+
+    Checks that every model entry names a registered model whose builder is the one named,
+    with the same defaults; that encoders exist and that each ``encoder`` entry has
+    weights; and that every task weights' recipe loads and trains that model.
+    """
+    from kerasseg import encoders
+    from kerasseg.zoo import recipes, registry
+
+    index = index or load_index()
+    problems = []
+    for card in index.models.values():
+        where = f"{card.metafile}: model {card.name!r}"
+        entry = registry.registered(card.name)
+        if entry is None:
+            problems.append(f"{where}: no model of that name is registered")
+            continue
+        if builder_path(entry.builder) != card.builder:
+            problems.append(
+                f"{where}: `builder` is {card.builder!r} but the registered builder is "
+                f"{builder_path(entry.builder)!r}"
+            )
+        if entry.task != card.task:
+            problems.append(f"{where}: task {card.task!r} != registered {entry.task!r}")
+        if (entry.default_num_classes, tuple(entry.default_input_shape)) != (
+            card.default_num_classes, tuple(card.default_input_shape)
+        ):
+            problems.append(
+                f"{where}: defaults (num_classes={card.default_num_classes}, input_shape="
+                f"{list(card.default_input_shape)}) != registered (num_classes="
+                f"{entry.default_num_classes}, input_shape={list(entry.default_input_shape)})"
+            )
+        if card.encoder is not None and card.encoder not in encoders.list_encoders():
+            problems.append(f"{where}: unknown encoder {card.encoder!r}")
+        for tag, weights in card.weights.items():
+            try:
+                recipe = recipes.load_recipe(weights.recipe)
+            except (OSError, ValueError) as error:
+                problems.append(f"{where}: weights {tag!r}: recipe does not load: {error}")
+                continue
+            if recipe.name != weights.name:
+                problems.append(
+                    f"{where}: weights {tag!r}: recipe {weights.recipe} is named "
+                    f"{recipe.name!r}, expected {weights.name!r}"
+                )
+    for weights in index.encoder_weights.values():
+        if weights.encoder not in encoders.list_encoders():
+            problems.append(
+                f"{weights.metafile}: encoder weights {weights.name!r}: unknown encoder "
+                f"{weights.encoder!r}"
+            )
+    return problems
+
+
+def draft_entries(pattern: str = "*", *, count_params: bool = True) -> str:
+    """YAML model entries for registered models that no metafile lists yet, to review and paste.
+
+    ``python -m kerasseg.zoo.metafiles "fpn_*"`` prints them. The encoder is inferred from
+    the name's ``_<encoder>`` suffix, the default weights are ``imagenet`` where that encoder
+    has ImageNet weights, and ``params`` is measured by building each model (slow for many).
+    """
+    from kerasseg.zoo import registry
+
+    index = load_index()
+    entries = []
+    for name in registry.list_registered(pattern):
+        if name in index.models:
+            continue
+        entry = registry.registered(name)
+        encoder = registry.infer_encoder(name)
+        card: dict[str, Any] = {
+            "name": name,
+            "builder": builder_path(entry.builder),
+            "task": entry.task,
+            "encoder": encoder,
+            "defaults": {
+                "num_classes": entry.default_num_classes,
+                "input_shape": list(entry.default_input_shape),
+            },
+            "input": {"divisible_by": 32} if encoder else None,
+            "default_weights": "imagenet" if encoder and index.imagenet_for(encoder) else None,
+            "weights": {},
+        }
+        if card["input"] is None:
+            del card["input"]
+        if count_params:
+            card["params"] = int(entry.builder(
+                num_classes=entry.default_num_classes,
+                input_shape=entry.default_input_shape).count_params())
+        entries.append(card)
+    return yaml.safe_dump({"models": entries}, sort_keys=False, default_flow_style=None)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    print(draft_entries(sys.argv[1] if len(sys.argv) > 1 else "*"))

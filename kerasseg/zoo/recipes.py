@@ -1,0 +1,415 @@
+"""Training recipes: the exact configuration behind each set of task weights, and `train`.
+
+A recipe is a YAML file (``zoo/recipes/<model>.<tag>.yml``)::
+
+    name: unet11.isbi2012          # <registered model>.<tag>: where the weights go
+    description: ...               # optional
+    model:
+      num_classes: 1               # kerasseg.training.TrainConfig.num_classes
+      init: imagenet               # initial weights: imagenet (the encoder's) or null
+      kwargs: {}                   # further builder arguments (TrainConfig.model_kwargs)
+    data:
+      dataset: ISBI 2012 membranes # name for the metrics record
+      path: isbi2012-membrane      # absolute, or relative to the data root (see data_roots)
+      images: images               # sub-folders of `path`
+      masks: masks
+      channels: 1                  # 1 (grayscale) or 3 (RGB): the model's input channels
+      mask_values: {0: 1, 255: 0}  # raw mask value -> class id (null: values are class ids)
+      classes: [membrane]          # names of the predicted classes
+      train: 0-23                  # indices (in natural file order): "0-23", "0,3,5-7" or a list
+      val: 24-29
+    train:                         # the other TrainConfig fields
+      epochs: 40
+      steps_per_epoch: 50
+      batch_size: 8
+      crop_size: 256
+      learning_rate: 0.0003
+      seed: 0
+
+`train` runs it with `kerasseg.training.train_segmentation` and stores the result in the
+cache (``$KERASSEG_HOME/trained/<name>/``: the weights, a record with their SHA-256 and the
+validation metrics, the recipe used, and the run's outputs), where ``kerasseg.zoo.get(name)``
+finds it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kerasseg.zoo import weights as zw
+from kerasseg.zoo import metafiles
+
+logger = logging.getLogger(__name__)
+
+ENV_DATA = "KERASSEG_DATA"
+_NAME = re.compile(r"^[A-Za-z0-9_]+\.[a-z0-9][a-z0-9_-]*$")
+_CONFIG_KEYS = {"model", "model_kwargs", "num_classes"}  # TrainConfig fields set from `model`
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """The `data` section of a recipe (see the module docstring)."""
+
+    dataset: str
+    path: str
+    images: str
+    masks: str
+    channels: int
+    mask_values: dict[int, int] | None
+    classes: tuple[str, ...]
+    train: tuple[int, ...]
+    val: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A parsed recipe.
+
+    Attributes:
+        name: ``<model>.<tag>``.
+        description: Free text.
+        num_classes: Output classes.
+        init: Initial weights: None (random) or ``"imagenet"``.
+        model_kwargs: Further builder arguments.
+        data: Where the data is and how it is split.
+        train: The remaining `kerasseg.training.TrainConfig` fields.
+        text: The YAML as written (stored with the trained weights; hashed).
+        path: The file it was read from, if any.
+    """
+
+    name: str
+    description: str
+    num_classes: int
+    init: str | None
+    model_kwargs: dict[str, Any]
+    data: DataSpec
+    train: dict[str, Any]
+    text: str
+    path: Path | None = None
+
+    @property
+    def model(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def tag(self) -> str:
+        return self.name.split(".", 1)[1]
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    @property
+    def input_shape(self) -> tuple[None, None, int]:
+        return (None, None, self.data.channels)
+
+    def train_config(self, **extra_model_kwargs: Any):
+        """The `kerasseg.training.TrainConfig` this recipe stands for."""
+        from kerasseg.training import TrainConfig
+
+        return TrainConfig(
+            model=self.model,
+            model_kwargs={**self.model_kwargs, **extra_model_kwargs},
+            num_classes=self.num_classes,
+            **self.train,
+        )
+
+
+def parse_indices(value: Any, where: str) -> tuple[int, ...]:
+    """``"0-23"``, ``"0,3,5-7"``, an int or a list of ints -> indices (ranges inclusive)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,)
+    if isinstance(value, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        return tuple(value)
+    if isinstance(value, str):
+        indices: list[int] = []
+        try:
+            for part in value.replace(" ", "").split(","):
+                if "-" in part:
+                    start, end = part.split("-")
+                    indices.extend(range(int(start), int(end) + 1))
+                else:
+                    indices.append(int(part))
+        except ValueError:
+            pass
+        else:
+            if indices:
+                return tuple(indices)
+    raise ValueError(f"{where} must be indices like '0-23', '0,3,5-7' or a list, got {value!r}.")
+
+
+def _check_keys(data: Any, required: set[str], optional: set[str], where: str) -> dict:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}.")
+    missing = sorted(required - set(data))
+    unknown = sorted(set(data) - required - optional)
+    if missing or unknown:
+        raise ValueError(
+            f"{where}: missing keys {missing}, unknown keys {unknown} (allowed: "
+            f"{sorted(required | optional)})."
+        )
+    return data
+
+
+def parse_recipe(text: str, path: Path | None = None) -> Recipe:
+    """Parses and checks a recipe's YAML (see the module docstring)."""
+    from kerasseg.training import TrainConfig
+
+    where = f"Recipe {path}" if path else "Recipe"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ValueError(f"{where} is not valid YAML: {error}") from error
+    _check_keys(data, {"name", "model", "data", "train"}, {"description"}, where)
+    name = data["name"]
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"{where}: `name` must be '<model>.<tag>', got {name!r}.")
+    model = _check_keys(data["model"], {"num_classes"}, {"init", "kwargs"}, f"{where}: model")
+    num_classes = model["num_classes"]
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ValueError(
+            f"{where}: model.num_classes must be a positive integer, got {num_classes!r}.")
+    init = model.get("init")
+    if init not in (None, "imagenet"):
+        raise ValueError(f"{where}: model.init must be 'imagenet' or null, got {init!r}.")
+    kwargs = model.get("kwargs") or {}
+    if not isinstance(kwargs, dict) or "encoder_weights" in kwargs:
+        raise ValueError(
+            f"{where}: model.kwargs must be a mapping of builder arguments (encoder weights go "
+            f"in model.init), got {kwargs!r}."
+        )
+    raw = _check_keys(data["data"], {"path", "channels", "train", "val"},
+                      {"dataset", "images", "masks", "mask_values", "classes"}, f"{where}: data")
+    if raw["channels"] not in (1, 3):
+        raise ValueError(f"{where}: data.channels must be 1 or 3, got {raw['channels']!r}.")
+    mask_values = raw.get("mask_values")
+    if mask_values is not None and not (isinstance(mask_values, dict) and all(
+        isinstance(k, int) and isinstance(v, int) for k, v in mask_values.items()
+    )):
+        raise ValueError(f"{where}: data.mask_values must map ints to ints, got {mask_values!r}.")
+    classes = raw.get("classes") or []
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise ValueError(f"{where}: data.classes must be a list of names, got {classes!r}.")
+    spec = DataSpec(
+        dataset=str(raw.get("dataset") or raw["path"]),
+        path=str(raw["path"]),
+        images=str(raw.get("images") or "images"),
+        masks=str(raw.get("masks") or "masks"),
+        channels=raw["channels"],
+        mask_values=mask_values,
+        classes=tuple(classes),
+        train=parse_indices(raw["train"], f"{where}: data.train"),
+        val=parse_indices(raw["val"], f"{where}: data.val"),
+    )
+    if set(spec.train) & set(spec.val):
+        overlap = sorted(set(spec.train) & set(spec.val))
+        raise ValueError(f"{where}: data.train and data.val overlap: {overlap}.")
+    allowed = {f.name for f in dataclasses.fields(TrainConfig)} - _CONFIG_KEYS
+    train = _check_keys(data["train"], set(), allowed, f"{where}: train")
+    return Recipe(
+        name=name,
+        description=str(data.get("description") or ""),
+        num_classes=num_classes,
+        init=init,
+        model_kwargs=dict(kwargs),
+        data=spec,
+        train=dict(train),
+        text=text,
+        path=path,
+    )
+
+
+def known_recipes() -> dict[str, Path]:
+    """Recipes the metafiles name, plus ``recipes/*.yml`` beside every index, by name."""
+    index = metafiles.load_index()
+    found: dict[str, Path] = {}
+    for root in index.roots:
+        for path in sorted((root / "recipes").glob("*.yml")) if (root / "recipes").is_dir() else []:
+            found.setdefault(path.stem, path)
+    for card in index.models.values():
+        for weights in card.weights.values():
+            found[weights.name] = weights.recipe
+    return found
+
+
+def load_recipe(name_or_path: str | os.PathLike) -> Recipe:
+    """A recipe by name (``"unet11.isbi2012"``) or from a YAML file path."""
+    text_value = os.fspath(name_or_path)
+    path = Path(text_value).expanduser()
+    if path.is_file() or text_value.endswith((".yml", ".yaml")) or os.sep in text_value:
+        if not path.is_file():
+            raise FileNotFoundError(f"Recipe file {str(path)!r} does not exist.")
+    else:
+        known = known_recipes()
+        if text_value not in known:
+            close = difflib.get_close_matches(text_value, list(known), n=3, cutoff=0.6)
+            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise ValueError(
+                f"No recipe named {text_value!r}.{hint} Known recipes: {sorted(known) or 'none'}; "
+                f"or pass the path of a recipe file."
+            )
+        path = known[text_value]
+    return parse_recipe(path.read_text(encoding="utf-8"), path)
+
+
+def data_roots(data_root: str | os.PathLike | None = None) -> list[Path]:
+    """Where a recipe's relative ``data.path`` is looked up, in order: `data_root`,
+    ``$KERASSEG_DATA``, ``../shared/data`` from the working directory, and ``../shared/data``
+    beside a source checkout."""
+    roots = []
+    if data_root is not None:
+        roots.append(Path(data_root).expanduser())
+    if os.environ.get(ENV_DATA):
+        roots.append(Path(os.environ[ENV_DATA]).expanduser())
+    roots.append(Path.cwd().parent / "shared" / "data")
+    roots.append(Path(__file__).resolve().parents[3] / "shared" / "data")
+    return roots
+
+
+def resolve_data(recipe: Recipe, data_root: str | os.PathLike | None = None) -> Path:
+    """The folder holding the recipe's images and masks."""
+    spec = recipe.data
+    candidates = [Path(spec.path).expanduser()] if Path(spec.path).expanduser().is_absolute() else [
+        root / spec.path for root in data_roots(data_root)
+    ]
+    for folder in candidates:
+        if (folder / spec.images).is_dir() and (folder / spec.masks).is_dir():
+            return folder
+    looked = "\n".join(f"  {c}" for c in candidates)
+    raise FileNotFoundError(
+        f"The data of recipe {recipe.name!r} ({spec.dataset}: {spec.path}/{{{spec.images},"
+        f"{spec.masks}}}) was not found. Looked in:\n{looked}\nPass --data-root DIR (the folder "
+        f"holding {spec.path!r}) or set {ENV_DATA}."
+    )
+
+
+def train(
+    name_or_path: str | os.PathLike,
+    *,
+    data_root: str | os.PathLike | None = None,
+    report: Callable[[str], None] = logger.info,
+    verbose: str | int = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Runs a recipe and stores the weights in the cache under the recipe's name.
+
+    Writes ``$KERASSEG_HOME/trained/<name>/``: ``model.weights.h5``, ``record.json`` (its
+    SHA-256 and size, the validation metrics, the recipe's SHA-256, versions, timing),
+    ``recipe.yml`` (the recipe as run) and ``run/`` (the outputs of
+    `kerasseg.training.train_segmentation`). The folder is replaced atomically: an interrupted
+    run leaves the previous entry in place.
+
+    Args:
+        name_or_path: A recipe name (``"unet11.isbi2012"``) or file.
+        data_root: Folder holding the data sets (see `data_roots`).
+        report: Receives one line per epoch.
+        verbose: Keras ``fit`` verbosity.
+        progress: Progress bar when ImageNet weights must be downloaded.
+
+    Returns:
+        The record written (``record.json``).
+    """
+    import keras
+
+    from kerasseg.data.masks import SegmentationFolder
+    from kerasseg.training import train_segmentation
+    from kerasseg.zoo import registry
+
+    recipe = load_recipe(name_or_path)
+    registry.resolve(recipe.model)  # an unknown model fails before any work
+    folder_path = resolve_data(recipe, data_root)
+    spec = recipe.data
+    folder = SegmentationFolder(
+        folder_path / spec.images,
+        folder_path / spec.masks,
+        channels=spec.channels,
+        mask_values=spec.mask_values,
+        num_classes=None if recipe.num_classes == 1 else recipe.num_classes,
+    )
+    bad = [i for i in spec.train + spec.val if not 0 <= i < len(folder)]
+    if bad:
+        raise ValueError(f"Recipe {recipe.name!r}: indices {bad} are outside 0..{len(folder) - 1} "
+                         f"({len(folder)} images in {folder_path}).")
+    extra = {}
+    if recipe.init == "imagenet":
+        encoder = registry.encoder_weights_name(recipe.model, "imagenet")
+        extra["encoder_weights"] = str(zw.encoder_weights_path(
+            encoder, in_channels=spec.channels, progress=progress,
+            command=f"kerasseg zoo download {encoder}"))
+    config = recipe.train_config(**extra)
+
+    final = zw.trained_dir(recipe.name)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.partial")
+    try:
+        results = train_segmentation(
+            folder,
+            train_indices=list(spec.train),
+            val_indices=list(spec.val),
+            config=config,
+            output_dir=staging / "run",
+            what=", ".join(spec.classes) or "foreground",
+            report=report,
+            verbose=verbose,
+        )
+        model = keras.models.load_model(staging / "run" / "model.keras")
+        model.save_weights(staging / zw.TRAINED_WEIGHTS)
+        (staging / zw.TRAINED_RECIPE).write_text(recipe.text, encoding="utf-8")
+        record = {
+            "name": recipe.name,
+            **zw.file_record(staging / zw.TRAINED_WEIGHTS),
+            "recipe_sha256": recipe.sha256,
+            "recipe_source": str(recipe.path) if recipe.path else None,
+            "metrics": [{
+                "dataset": spec.dataset,
+                "split": f"validation: indices {_ranges(spec.val)} of {folder_path}",
+                "values": {k: round(float(v), 6) for k, v in results["validation"].items()},
+                "source": "kerasseg zoo train (this machine)",
+                "recipe": zw.TRAINED_RECIPE,
+                "date": zw.now(),
+            }],
+            "train_seconds": results["train_seconds"],
+            "data": str(folder_path),
+            "created": zw.now(),
+            **zw.versions(),
+        }
+        zw.write_json_atomic(staging / zw.TRAINED_RECORD, record)
+        old = final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.old")
+        if final.exists():
+            os.replace(final, old)
+        os.replace(staging, final)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    logger.info("Trained %s: %s; weights in %s", recipe.name, record["metrics"][0]["values"], final)
+    return record
+
+
+def _ranges(indices: tuple[int, ...]) -> str:
+    parts, start = [], None
+    ordered = sorted(indices)
+    for i, value in enumerate(ordered):
+        start = value if start is None else start
+        if i + 1 == len(ordered) or ordered[i + 1] != value + 1:
+            parts.append(str(start) if start == value else f"{start}-{value}")
+            start = None
+    return ",".join(parts)
+
+
+__all__ = ["DataSpec", "Recipe", "data_roots", "known_recipes", "load_recipe", "parse_recipe",
+           "parse_indices", "resolve_data", "train"]

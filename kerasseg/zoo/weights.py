@@ -1,0 +1,357 @@
+"""Weights in the cache: converted ImageNet encoders, trained task weights, verification.
+
+Cache layout under ``$KERASSEG_HOME`` (default ``~/.cache/kerasseg``)::
+
+    downloads/resnet34-b627a593.pth                  as published (see kerasseg.zoo.remote)
+    converted/resnet34-b627a593.weights.h5           Keras weights converted from it
+    converted/resnet34-b627a593.weights.h5.record.json   its SHA-256, size and source
+    converted/resnet34-b627a593.in1.weights.h5       the same for 1 input channel (grayscale)
+    trained/unet11.isbi2012/model.weights.h5         written by `kerasseg zoo train`
+    trained/unet11.isbi2012/record.json              its SHA-256, metrics, versions
+    trained/unet11.isbi2012/recipe.yml               the recipe that produced it
+    trained/unet11.isbi2012/run/                     the training run (history, model.keras)
+
+ImageNet encoder weights are converted once: the published torchvision checkpoint is fetched
+(verified against its published hash prefix), converted with `kerasseg.zoo.convert` (this
+needs PyTorch, once) and saved as ``.weights.h5``; the converted file's own SHA-256 is
+recorded beside it, so a damaged converted file is noticed (a warning), deleted and converted
+again. Afterwards no PyTorch is needed.
+
+**Builder convention for encoder weights.** A builder whose model nests an encoder takes an
+``encoder_weights`` argument (None or the path of a file that `kerasseg.encoders.get` reads)
+and passes it on to ``kerasseg.encoders.get(..., weights=encoder_weights)``. The zoo resolves
+``weights="imagenet"`` to the converted file for the model's input channel count and calls the
+builder with ``encoder_weights=<path>``; whole-model weights (a tag) are loaded afterwards
+with ``model.load_weights``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib.util
+import json
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from kerasseg.zoo import remote as dl
+from kerasseg.zoo import metafiles
+from kerasseg.zoo.metafiles import EncoderWeights
+
+logger = logging.getLogger(__name__)
+
+CONVERTED = "converted"
+TRAINED = "trained"
+RECORD_SUFFIX = ".record.json"
+TRAINED_WEIGHTS = "model.weights.h5"
+TRAINED_RECORD = "record.json"
+TRAINED_RECIPE = "recipe.yml"
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheEntry:
+    """One file of the cache and its state, as `verify` reports it.
+
+    Attributes:
+        kind: ``"download"``, ``"converted"`` or ``"trained"``.
+        name: What it holds (``"resnet34.imagenet"``, ``"unet11.isbi2012"``).
+        path: Where it is (or would be).
+        status: ``"ok"``, ``"corrupt"`` or ``"missing"``.
+        detail: The hash found, or what is wrong.
+    """
+
+    kind: str
+    name: str
+    path: Path
+    status: str
+    detail: str
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def versions() -> dict[str, str]:
+    import keras
+
+    from kerasseg import __version__
+
+    return {"kerasseg": __version__, "keras": keras.__version__,
+            "backend": keras.backend.backend()}
+
+
+# --------------------------------------------------------------------------------------------
+# Files with a recorded hash (converted and trained weights)
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")
+    try:
+        partial.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        if partial.exists():
+            partial.unlink()
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def check_recorded(path: Path, record_path: Path) -> tuple[str, str]:
+    """``("ok" | "corrupt" | "missing", detail)`` of a file against the SHA-256 in its record."""
+    if not path.is_file():
+        return "missing", str(path)
+    record = read_json(record_path)
+    if record is None or not isinstance(record.get("sha256"), str):
+        return "corrupt", f"its record {record_path} is missing or unreadable"
+    digest = dl.sha256_file(path)
+    if digest != record["sha256"]:
+        return "corrupt", (
+            f"sha256 {digest} does not match the recorded {record['sha256']} "
+            f"({path.stat().st_size} bytes, recorded {record.get('size_bytes')})"
+        )
+    return "ok", f"sha256 {digest}"
+
+
+def file_record(path: Path) -> dict[str, Any]:
+    return {"sha256": dl.sha256_file(path), "size_bytes": path.stat().st_size}
+
+
+# --------------------------------------------------------------------------------------------
+# ImageNet (and other pretrained) encoder weights
+
+
+def find_encoder_weights(name: str) -> EncoderWeights:
+    """Encoder weights by name (``"resnet34.imagenet"``) or encoder (``"resnet34"``)."""
+    index = metafiles.load_index()
+    found = index.encoder_weights.get(name) or index.imagenet_for(name)
+    if found is None:
+        raise ValueError(
+            f"No encoder weights named {name!r}; the metafiles define "
+            f"{sorted(index.encoder_weights)}."
+        )
+    return found
+
+
+def converted_path(weights: EncoderWeights, in_channels: int = 3) -> Path:
+    stem = weights.file.filename.rsplit(".", 1)[0]
+    suffix = "" if in_channels == 3 else f".in{in_channels}"
+    return dl.home() / CONVERTED / f"{stem}{suffix}.weights.h5"
+
+
+def _record_path(path: Path) -> Path:
+    return path.with_name(path.name + RECORD_SUFFIX)
+
+
+def check_converted(weights: EncoderWeights, path: Path) -> tuple[str, str]:
+    status, detail = check_recorded(path, _record_path(path))
+    if status == "ok":
+        record = read_json(_record_path(path)) or {}
+        source = str(record.get("source_sha256", ""))
+        if record.get("source_url") != weights.file.url or not weights.file.matches(source):
+            return "corrupt", (
+                f"converted from {record.get('source_url')} (sha256 {source or '?'}), not from "
+                f"the metafile's {weights.file.url} ({weights.file.expected_hash})"
+            )
+    return status, detail
+
+
+def _require_torch(checkpoint: Path, destination: Path) -> None:
+    if importlib.util.find_spec("torch") is None:
+        raise ImportError(
+            f"Converting the torchvision checkpoint {checkpoint} to Keras needs PyTorch, once: "
+            f"`pip install torch` (or `pip install 'kerasseg[convert]'`). The converted file is "
+            f"then cached as {destination} and used without PyTorch."
+        )
+
+
+def encoder_weights_path(
+    name: str, *, in_channels: int = 3, progress: bool = True, command: str | None = None
+) -> Path:
+    """The converted ``.weights.h5`` of encoder weights, fetching and converting if needed.
+
+    Args:
+        name: Encoder weights name (``"resnet34.imagenet"``) or encoder name (its ImageNet
+            weights).
+        in_channels: The encoder's input channels; other than 3, the first convolution is
+            adapted (`kerasseg.zoo.convert.adapt_input_conv`) and cached separately.
+        progress: Progress bar while downloading.
+        command: The command quoted by the offline error (default: download these weights).
+
+    Returns:
+        The path of a verified file that ``kerasseg.encoders.get(encoder, weights=path,
+        in_channels=in_channels)`` loads.
+    """
+    weights = find_encoder_weights(name)
+    if not isinstance(in_channels, int) or in_channels < 1:
+        raise ValueError(f"`in_channels` must be a positive integer, got {in_channels!r}.")
+    path = converted_path(weights, in_channels)
+    status, detail = check_converted(weights, path)
+    if status == "ok":
+        logger.debug("Using converted %s (%s)", path, detail)
+        return path
+    if status == "corrupt":
+        logger.warning(
+            "Cached converted weights %s are corrupt or stale (%s); converting them again.",
+            path, detail,
+        )
+        path.unlink()
+    checkpoint = dl.fetch(
+        weights.file,
+        what=f"The {weights.name} weights of encoder {weights.encoder} ({weights.file.url})",
+        command=command or f"kerasseg zoo download {weights.name}",
+        progress=progress,
+        also_looked=[(path, "converted Keras weights")],
+    )
+    _require_torch(checkpoint, path)
+    from kerasseg.zoo import convert
+
+    report = convert.convert_torchvision_file(
+        weights.encoder, checkpoint, path, in_channels=in_channels
+    )
+    write_json_atomic(_record_path(path), {
+        **file_record(path),
+        "weights": weights.name,
+        "encoder": weights.encoder,
+        "in_channels": in_channels,
+        "source_url": weights.file.url,
+        "source_sha256": dl.sha256_file(checkpoint),
+        "conversion": str(report),
+        "created": now(),
+        **versions(),
+    })
+    logger.info("Converted %s to %s (%s)", checkpoint, path, report)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Trained task weights
+
+
+def trained_dir(name: str) -> Path:
+    return dl.home() / TRAINED / name
+
+
+def trained_record(name: str) -> dict | None:
+    """The record of a trained ``<model>.<tag>`` in the cache, if it is there and valid JSON."""
+    return read_json(trained_dir(name) / TRAINED_RECORD)
+
+
+def check_trained(name: str) -> tuple[str, str]:
+    directory = trained_dir(name)
+    return check_recorded(directory / TRAINED_WEIGHTS, directory / TRAINED_RECORD)
+
+
+def trained_names() -> list[str]:
+    """Names with a trained entry (weights and record) in the cache, sorted."""
+    root = dl.home() / TRAINED
+    if not root.is_dir():
+        return []
+    return sorted(
+        p.name for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / TRAINED_RECORD).is_file()
+    )
+
+
+def trained_weights_path(name: str, *, recipe: Path | None = None) -> Path:
+    """The verified trained weights of ``<model>.<tag>``.
+
+    Raises:
+        WeightsNotAvailableError: not trained here (or the file is damaged), with the
+            ``kerasseg zoo train`` command that makes them.
+    """
+    directory = trained_dir(name)
+    status, detail = check_trained(name)
+    if status == "ok":
+        return directory / TRAINED_WEIGHTS
+    if status == "corrupt":
+        logger.warning("Trained weights of %s in %s are corrupt (%s); not using them.",
+                       name, directory, detail)
+    recipe_note = f" (recipe: {recipe})" if recipe else ""
+    state = (f"the trained copy is corrupt: {detail}" if status == "corrupt"
+             else "they were not trained on this machine")
+    raise dl.WeightsNotAvailableError(
+        f"No usable weights for {name!r}: they are not hosted anywhere (no metafile lists a "
+        f"URL for them) and {state}.\nLooked for:\n  {directory / TRAINED_WEIGHTS}\n"
+        f"Environment:\n{dl.environment_summary()}\n"
+        f"Train them with:\n  kerasseg zoo train {name}{recipe_note}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Verification of the whole cache
+
+
+def _in_channel_variants(weights: EncoderWeights) -> list[Path]:
+    base = converted_path(weights)
+    stem = base.name[: -len(".weights.h5")]
+    found = sorted(base.parent.glob(f"{stem}.in*.weights.h5")) if base.parent.is_dir() else []
+    return [base, *found]
+
+
+def verify(names: list[str] | None = None) -> list[CacheEntry]:
+    """Re-hashes the cached files: downloads, converted encoders and trained weights.
+
+    Args:
+        names: Restrict to these models (their ImageNet and task weights), tags
+            (``"unet11.isbi2012"``) or encoder weights (``"resnet34.imagenet"``); None: every
+            file the metafiles know of plus everything in the cache.
+
+    Returns:
+        One `CacheEntry` per file, status ``"ok"``, ``"corrupt"`` or ``"missing"``. Nothing is
+        deleted: a corrupt file is replaced the next time it is used.
+    """
+    from kerasseg.zoo import registry
+
+    index = metafiles.load_index()
+    encoder_names: set[str] = set()
+    tag_names: set[str] = set()
+    if names is None:
+        encoder_names = set(index.encoder_weights)
+        tag_names = {w.name for card in index.models.values() for w in card.weights.values()}
+        tag_names |= set(trained_names())
+    else:
+        for name in names:
+            if name in index.encoder_weights:
+                encoder_names.add(name)
+                continue
+            arch, tag = registry.split_name(name)
+            card = index.model(arch)
+            if tag is not None:
+                registry.resolve(name)  # unknown names raise with suggestions
+                tag_names.add(name)
+                continue
+            registry.resolve(arch)
+            if card is not None:
+                encoder_names |= set(card.encoder_weights.values())
+                tag_names |= {w.name for w in card.weights.values()}
+            tag_names |= {n for n in trained_names() if n.split(".", 1)[0] == arch}
+
+    entries = []
+    for name in sorted(encoder_names):
+        weights = index.encoder_weights[name]
+        status, detail = dl.check_cached(weights.file)
+        entries.append(CacheEntry("download", name, weights.file.cache_path(), status, detail))
+        for path in _in_channel_variants(weights):
+            status, detail = check_converted(weights, path)
+            entries.append(CacheEntry("converted", name, path, status, detail))
+    for name in sorted(tag_names):
+        arch, tag = registry.split_name(name)
+        card = index.model(arch)
+        hosted = card.weights.get(tag) if card else None
+        if hosted is not None and hosted.file is not None:
+            status, detail = dl.check_cached(hosted.file)
+            entries.append(CacheEntry("download", name, hosted.file.cache_path(), status, detail))
+        status, detail = check_trained(name)
+        if hosted is None or hosted.file is None or status != "missing":
+            entries.append(CacheEntry("trained", name, trained_dir(name) / TRAINED_WEIGHTS,
+                                      status, detail))
+    return entries
