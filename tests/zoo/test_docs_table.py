@@ -31,11 +31,14 @@ def test_the_table_follows_the_metafiles(tmp_path):
     script = _script()
     copy = tmp_path / "zoo"
     shutil.copytree(REPO_ROOT / "zoo", copy)
-    listed = sorted(f"metafiles/{p.name}" for p in (copy / "metafiles").glob("*.yml"))
+    # The same index without the SegNet family: its rows must disappear from the table.
+    listed = sorted(f"metafiles/{p.name}" for p in (copy / "metafiles").glob("*.yml") if p.stem != "segnet")
     (copy / "model-index.yml").write_text(yaml.safe_dump({"schema": 1, "metafiles": listed}))
     script.REPO = tmp_path  # relative paths in the table are taken from the copy
     table = script.render(metafiles.read_index([copy]))
     assert "| `unet11.isbi2012` | ISBI 2012" in table
     assert "no: `kerasseg zoo train unet11.isbi2012`" in table and "– (not run yet)" in table
+    assert "| `segnet_vgg16` |" not in table and "| `fcn8s_vgg16` |" in table
     page = script.PAGE.read_text(encoding="utf-8")
+    assert "| `segnet_vgg16` |" in page
     assert script.updated_page(page, table) != page

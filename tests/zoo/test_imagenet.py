@@ -6,11 +6,9 @@ The checkpoint is a randomised torchvision ``resnet34`` (every weight and BN sta
 at random: the real ImageNet file is not downloaded in tests), listed in a temporary
 metafile (``KERASSEG_ZOO_INDEX``) as ``resnet34.random`` with its real SHA-256; the model's
 ``imagenet`` weights are then pointed at it (`_point_imagenet_at`). The model is a small test
-architecture registered here (a ResNet34 encoder nested as 'resnet34' and a 1x1 head,
-following the builder convention: it takes ``encoder_weights``) with a temporary metafile
-entry. Once ``fpn_resnet34`` is merged it takes its place: set ``MODEL = "fpn_resnet34"`` and
-drop its temporary registration and model entry from the `served` fixture. A VGG11 variant
-(quick to train) checks that a recipe with ``init: imagenet`` trains from the converted file.
+architecture is the zoo's ``fpn_resnet34`` (its ResNet34 encoder nested as 'resnet34'). A small
+VGG11 test architecture registered here (quick to train) checks that a recipe with
+``init: imagenet`` trains from the converted file.
 """
 
 from __future__ import annotations
@@ -41,7 +39,7 @@ from tests.encoders.reference import (
 from tests.support import require_module, require_shared_data
 from tests.zoo.support import LocalServer, temporary_model, write_metafile
 
-MODEL = "_test_encoder_head_resnet34"
+MODEL = "fpn_resnet34"
 CHECKPOINT = "/models/resnet34-random.pth"
 VGG_MODEL = "_test_encoder_head_vgg11"
 VGG_CHECKPOINT = "/models/vgg11-random.pth"
@@ -63,7 +61,6 @@ def _encoder_head(encoder: str):
     return builder
 
 
-_test_encoder_head_resnet34 = _encoder_head("resnet34")
 _test_encoder_head_vgg11 = _encoder_head("vgg11")  # light, for the training test
 
 
@@ -138,15 +135,11 @@ def served(checkpoint, vgg11_checkpoint, tmp_path, monkeypatch):
                 _encoder_weights_entry(server, "vgg11.random", VGG_CHECKPOINT, vgg11_checkpoint),
             ],
             "models": [
-                # "imagenet" means resnet34.imagenet, as for fpn_resnet34 (pointed elsewhere below)
-                _model_entry(MODEL, "resnet34"),
                 _model_entry(VGG_MODEL, "vgg11", encoder_weights={"imagenet": "vgg11.random"}),
             ],
         })
         monkeypatch.setenv("KERASSEG_ZOO_INDEX", str(metafile))
-        with temporary_model(MODEL, _test_encoder_head_resnet34), temporary_model(
-            VGG_MODEL, _test_encoder_head_vgg11
-        ):
+        with temporary_model(VGG_MODEL, _test_encoder_head_vgg11):
             assert metafiles.check_against_registry() == []
             _point_imagenet_at(MODEL, "resnet34.random", monkeypatch)
             yield server
@@ -238,8 +231,8 @@ def test_corrupt_converted_file_is_replaced_and_torch_is_needed_only_once(
     assert main(["zoo", "download", MODEL, "--quiet"]) == 0
     path = isolated_zoo / "converted" / "resnet34-random.weights.h5"
     assert capsys.readouterr().out == f"{MODEL}: {path}\n"
-    assert main(["zoo", "list", "_test_*", "--pretrained"]) == 0
-    assert capsys.readouterr().out.startswith(f"{MODEL}  imagenet (cached) ")
+    assert main(["zoo", "list", MODEL, "--pretrained"]) == 0
+    assert capsys.readouterr().out.split()[:3] == [MODEL, "imagenet", "(cached)"]
     good = path.read_bytes()
     # A damaged converted file is detected by its recorded hash and converted again
     # from the cached checkpoint (no new request).

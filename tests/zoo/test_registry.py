@@ -9,7 +9,8 @@ from kerasseg.zoo import registry
 def test_unet_is_registered_and_listed():
     assert "unet" in kerasseg.zoo.list_models()
     assert kerasseg.zoo.list_models("unet") == ["unet"]
-    assert kerasseg.zoo.list_models("fpn_resnet3*") == ["fpn_resnet34"]
+    # Names with their task-weight tags (fpn_resnet34.isbi2012 is made by its recipe).
+    assert kerasseg.zoo.list_models("fpn_resnet3*") == ["fpn_resnet34", "fpn_resnet34.isbi2012"]
     assert kerasseg.zoo.list_models("nothing_*") == []
     assert "unet" in kerasseg.zoo.list_models(task="segmentation")
     assert "unet" not in kerasseg.zoo.list_models(task="detection")
