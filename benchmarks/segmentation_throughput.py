@@ -14,8 +14,8 @@ cross-entropy; inference is a forward pass in inference mode. GFLOP/s uses the F
 smp model (measured with ``torch.utils.flop_counter``; kerasseg's models are the same
 architectures, parameter for parameter).
 
-With ``--accuracy`` it also trains ``fpn_resnet34`` briefly on the ISBI membranes in float32
-and in mixed_bfloat16 and reports the validation Dice of both.
+With ``--accuracy`` it also trains ``unet`` (16 filters) and ``fpn_resnet34`` briefly on the
+ISBI membranes in float32 and in mixed_bfloat16 and reports the validation Dice of both.
 
     python benchmarks/segmentation_throughput.py [--steps 10] [--repeats 2] [--bf16] [--accuracy]
 
@@ -144,7 +144,14 @@ def smp_flops(arch: str) -> dict:
     return {"train_gflop": train / 1e9, "infer_gflop": counter.get_total_flops() / 1e9}
 
 
-def isbi_accuracy(policy: str) -> dict:
+ACCURACY_RUNS = {
+    # model: (builder overrides, epochs, steps per epoch, learning rate)
+    "unet": ({"filters": 16}, 8, 25, 2e-3),
+    "fpn_resnet34": ({}, 4, 25, 3e-4),
+}
+
+
+def isbi_accuracy(model: str, policy: str) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tempfile
 
@@ -159,7 +166,9 @@ def isbi_accuracy(policy: str) -> dict:
     if data is None:
         raise SystemExit("--accuracy needs ../shared/data/isbi2012-membrane")
     folder = SegmentationFolder(data / "images", data / "masks", channels=1, mask_values=ISBI_MASK_VALUES)
-    config = TrainConfig(model="fpn_resnet34", epochs=4, steps_per_epoch=25, batch_size=8, crop_size=128, learning_rate=1e-3)
+    overrides, epochs, steps, learning_rate = ACCURACY_RUNS[model]
+    config = TrainConfig(model=model, model_kwargs=overrides, epochs=epochs, steps_per_epoch=steps,
+                         batch_size=8, crop_size=128, learning_rate=learning_rate)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         results = train_segmentation(folder, train_indices=range(24), val_indices=range(24, 30), config=config, output_dir=out, verbose=0)
@@ -179,6 +188,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--bf16", action="store_true", help="also kerasseg under mixed_bfloat16")
     parser.add_argument("--accuracy", action="store_true", help="ISBI Dice, float32 vs mixed_bfloat16")
+    parser.add_argument("--no-throughput", action="store_true", help="only the --accuracy part")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -203,6 +213,18 @@ def main() -> None:
                 configs.append((f"kerasseg {arch} bf16", mode, ["keras", "kerasseg", arch, mode, args.steps, "mixed_bfloat16"]))
             configs.append((f"sm {arch}", mode, ["keras", "sm", arch, mode, args.steps, "float32"]))
             configs.append((f"smp {arch}", mode, ["smp", arch, mode, args.steps]))
+    if not args.no_throughput:
+        throughput(configs, args)
+    if args.accuracy:
+        print("\nISBI membranes, training from scratch on 8 crops 128x128 per step, Dice on slices 24-29:")
+        for model, (_, epochs, steps, _) in ACCURACY_RUNS.items():
+            for policy in ("float32", "mixed_bfloat16"):
+                r = _child(["accuracy", model, policy])
+                print(f"  {model:13s} {epochs} x {steps} steps  {policy:15s} validation Dice {r['dice']:.4f}"
+                      f"  ({r['seconds']:.0f} s)")
+
+
+def throughput(configs: list, args: argparse.Namespace) -> None:
     flops = {arch: _child(["flops", arch]) for arch in MODELS}
     best: dict[tuple[str, str], dict] = {}
     for _ in range(args.repeats):
@@ -226,12 +248,6 @@ def main() -> None:
                 gflop = flops[arch]["train_gflop" if mode == "train" else "infer_gflop"]
                 print(f"{label:22s} {mode:6s} {r['img_per_s']:7.2f} {r['img_per_s'] * gflop:8.1f} "
                       f"{r['cpu_ms_per_img']:11.0f} {r['peak_rss_mib']:13.0f} {r['img_per_s'] / max(peers):15.2f}x")
-
-    if args.accuracy:
-        print("\nISBI membranes, fpn_resnet34, 4 x 25 steps of 8 crops 128x128 (from scratch):")
-        for policy in ("float32", "mixed_bfloat16"):
-            r = _child(["accuracy", policy])
-            print(f"  {policy:15s} validation Dice {r['dice']:.4f}  ({r['seconds']:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -234,7 +234,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from PIL import Image
 
     import kerasseg  # noqa: F401  (registers the kerasseg classes for load_model)
-    from kerasseg.data.masks import IMAGE_EXTENSIONS, _read_image
+    from kerasseg.data.masks import IMAGE_EXTENSIONS, read_image
     from kerasseg.segmentation.inference import predict_padded
 
     model = keras.models.load_model(args.model)
@@ -245,7 +245,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not files:
         raise SystemExit(f"error: no images in {args.images}.")
     for path in files:
-        prediction = predict_padded(model, _read_image(path, channels)[None])[0]
+        prediction = predict_padded(model, read_image(path, channels)[None])[0]
         if prediction.shape[-1] == 1:
             mask = np.where(prediction[..., 0] > args.threshold, 255, 0).astype("uint8")
         else:

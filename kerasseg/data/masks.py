@@ -170,7 +170,7 @@ class SegmentationFolder:
             ValueError: naming the mask file, for values outside `mask_values` or class ids
                 out of range.
         """
-        image = _read_image(image_path, self.channels)
+        image = read_image(image_path, self.channels)
         raw = _read_mask_array(mask_path)
         if raw.ndim == 3:
             if not (raw[..., :1] == raw).all():
@@ -290,7 +290,7 @@ class SegmentationFolder:
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
-def _read_image(path: Path, channels: int) -> np.ndarray:
+def read_image(path: Path, channels: int) -> np.ndarray:
     """Decodes an 8-bit (any PIL mode) or 16-bit grayscale image.
 
     Returns:
