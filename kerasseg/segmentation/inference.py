@@ -11,9 +11,13 @@ from kerasseg.layers.checks import DivisibleSizeCheck
 def required_multiple(model: keras.Model) -> int:
     """The size multiple a model checks for (its `DivisibleSizeCheck` layers), 1 if none."""
     multiple = 1
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    pending = list(model.layers)
+    while pending:  # nested models (encoders) are searched too
+        layer = pending.pop()
         if isinstance(layer, DivisibleSizeCheck):
             multiple = int(np.lcm(multiple, layer.divisor))
+        elif isinstance(layer, keras.Model):
+            pending.extend(layer.layers)
     return multiple
 
 
