@@ -76,6 +76,7 @@ from keras import layers
 from kerasseg import encoders
 from kerasseg.layers.checks import DivisibleSizeCheck, check_input_shape
 from kerasseg.layers.initializers import BilinearKernel
+from kerasseg.segmentation.checks import check_model_input_shape
 from kerasseg.segmentation.heads import check_num_classes, resolve_activation
 from kerasseg.zoo.registry import register_model
 
@@ -93,17 +94,6 @@ OUTPUT_STRIDE = 32
 
 _DEFAULT_INPUT_SHAPE = (None, None, 3)
 
-
-def _check_input_shape(input_shape: tuple) -> tuple:
-    shape = tuple(input_shape)
-    if len(shape) != 3:
-        raise ValueError(
-            f"`input_shape` must be (height, width, channels) with None for any size, got "
-            f"{input_shape!r}."
-        )
-    if not isinstance(shape[2], int) or shape[2] < 1:
-        raise ValueError(f"`input_shape` needs a known channel count, got {input_shape!r}.")
-    return shape
 
 
 def _non_negative_int(value: Any, argument: str, minimum: int) -> int:
@@ -227,7 +217,7 @@ def fcn(
     if variant not in VARIANTS:
         raise ValueError(f"`variant` must be one of {tuple(VARIANTS)}, got {variant!r}.")
     check_num_classes(num_classes)
-    input_shape = _check_input_shape(input_shape)
+    input_shape = check_model_input_shape(input_shape)
     defaults = HEAD_DEFAULTS[encoder_spec.family]
     fc_channels = defaults["fc_channels"] if fc_channels is None else fc_channels
     fc_kernel_size = defaults["fc_kernel_size"] if fc_kernel_size is None else fc_kernel_size

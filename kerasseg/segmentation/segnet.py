@@ -51,6 +51,7 @@ from kerasseg.encoders.normalization import input_normalization
 from kerasseg.encoders.vgg import vgg_config, vgg_conv
 from kerasseg.layers.checks import DivisibleSizeCheck, check_input_shape
 from kerasseg.layers.pooling import IMPLEMENTATIONS, MaxPoolingWithArgmax2D, MaxUnpooling2D
+from kerasseg.segmentation.checks import check_model_input_shape
 from kerasseg.segmentation.heads import check_num_classes, resolve_activation
 from kerasseg.zoo.registry import register_model
 
@@ -59,17 +60,6 @@ OUTPUT_STRIDE = 32
 
 _DEFAULT_INPUT_SHAPE = (None, None, 3)
 
-
-def _check_input_shape(input_shape: tuple) -> tuple:
-    shape = tuple(input_shape)
-    if len(shape) != 3:
-        raise ValueError(
-            f"`input_shape` must be (height, width, channels) with None for any size, got "
-            f"{input_shape!r}."
-        )
-    if not isinstance(shape[2], int) or shape[2] < 1:
-        raise ValueError(f"`input_shape` needs a known channel count, got {input_shape!r}.")
-    return shape
 
 
 def _scaled(channels: int, width: float) -> int:
@@ -128,7 +118,7 @@ def segnet(
             f"{encoder!r}; choose from {encoders.list_encoders('vgg*')}."
         )
     check_num_classes(num_classes)
-    input_shape = _check_input_shape(input_shape)
+    input_shape = check_model_input_shape(input_shape)
     if not isinstance(width, (int, float)) or isinstance(width, bool) or width <= 0:
         raise ValueError(f"`width` must be a positive number, got {width!r}.")
     if encoder_weights is not None and width != 1:

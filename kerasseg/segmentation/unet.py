@@ -16,20 +16,10 @@ from keras import layers
 
 from kerasseg.layers.blocks import UPSAMPLING_MODES, double_conv, upsample
 from kerasseg.layers.checks import DivisibleSizeCheck, check_input_shape
+from kerasseg.segmentation.checks import check_model_input_shape
 from kerasseg.segmentation.heads import check_num_classes, resolve_activation, segmentation_head
 from kerasseg.zoo.registry import register_model
 
-
-def _check_input_shape(input_shape: tuple) -> tuple:
-    shape = tuple(input_shape)
-    if len(shape) != 3:
-        raise ValueError(
-            f"`input_shape` must be (height, width, channels) with None for any size, got "
-            f"{input_shape!r}."
-        )
-    if shape[2] is None or shape[2] < 1:
-        raise ValueError(f"`input_shape` needs a known channel count, got {input_shape!r}.")
-    return shape
 
 
 @register_model("unet", default_num_classes=1, default_input_shape=(None, None, 3))
@@ -71,7 +61,7 @@ def unet(
             size raises the same error when called on such an input.
     """
     check_num_classes(num_classes)
-    input_shape = _check_input_shape(input_shape)
+    input_shape = check_model_input_shape(input_shape)
     if not isinstance(depth, int) or depth < 1:
         raise ValueError(f"`depth` must be a positive integer, got {depth!r}.")
     if not isinstance(filters, int) or filters < 1:

@@ -144,7 +144,7 @@ def test_input_size_not_divisible_gives_nearest_sizes():
         ({"width": 0.5, "encoder_weights": "x.pth"}, r"needs the encoder's own channel counts"),
         ({"pooling_implementation": "cuda"}, "`pooling_implementation` must be one of"),
         ({"activation": "relu"}, "`activation` must be one of"),
-        ({"input_shape": (32, 32, None)}, "known channel count"),
+        ({"input_shape": (32, 32, None)}, "known, positive channel count"),
     ],
 )
 def test_bad_arguments(kwargs, message):

@@ -76,7 +76,7 @@ def test_input_size_not_divisible_gives_nearest_sizes():
         ({"dropout": 1.0}, r"`dropout` must be in \[0, 1\)"),
         ({"activation": "relu"}, "`activation` must be one of"),
         ({"input_shape": (32, 32)}, "`input_shape` must be"),
-        ({"input_shape": (32, 32, None)}, "known channel count"),
+        ({"input_shape": (32, 32, None)}, "known, positive channel count"),
     ],
 )
 def test_bad_arguments(kwargs, message):
