@@ -189,6 +189,8 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="also kerasseg under mixed_bfloat16")
     parser.add_argument("--accuracy", action="store_true", help="ISBI Dice, float32 vs mixed_bfloat16")
     parser.add_argument("--no-throughput", action="store_true", help="only the --accuracy part")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--modes", nargs="+", default=["train", "infer"], choices=("train", "infer"))
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -206,8 +208,8 @@ def main() -> None:
         return
 
     configs = []
-    for arch in MODELS:
-        for mode in ("train", "infer"):
+    for arch in args.models:
+        for mode in args.modes:
             configs.append((f"kerasseg {arch}", mode, ["keras", "kerasseg", arch, mode, args.steps, "float32"]))
             if args.bf16:
                 configs.append((f"kerasseg {arch} bf16", mode, ["keras", "kerasseg", arch, mode, args.steps, "mixed_bfloat16"]))
@@ -225,7 +227,7 @@ def main() -> None:
 
 
 def throughput(configs: list, args: argparse.Namespace) -> None:
-    flops = {arch: _child(["flops", arch]) for arch in MODELS}
+    flops = {arch: _child(["flops", arch]) for arch in args.models}
     best: dict[tuple[str, str], dict] = {}
     for _ in range(args.repeats):
         for label, mode, child in configs:
@@ -236,12 +238,12 @@ def throughput(configs: list, args: argparse.Namespace) -> None:
 
     print(f"\n{SIZE}x{SIZE}, batch {BATCH}, {args.steps} steps, best of {args.repeats} rounds, "
           f"{os.cpu_count()} CPUs")
-    for arch in MODELS:
+    for arch in args.models:
         print(f"\n{arch}_resnet34: {flops[arch]['train_gflop']:.1f} GFLOP per training image, "
               f"{flops[arch]['infer_gflop']:.1f} per inference image (smp, torch flop counter)")
         print(f"{'configuration':22s} {'mode':6s} {'img/s':>7s} {'GFLOP/s':>8s} {'CPU ms/img':>11s} "
               f"{'peak RSS MiB':>13s} {'vs fastest peer':>16s}")
-        for mode in ("train", "infer"):
+        for mode in args.modes:
             peers = [best[(f"{p} {arch}", mode)]["img_per_s"] for p in ("sm", "smp")]
             for label in [k[0] for k in best if k[1] == mode and k[0].split()[1] == arch]:
                 r = best[(label, mode)]
