@@ -3,7 +3,8 @@
 Compares, in one run, at 256x256, batch 8, on synthetic data:
 
 * kerasseg ``unet_resnet34`` / ``fpn_resnet34`` (float32, and with ``--bf16`` also the
-  ``mixed_bfloat16`` policy),
+  ``mixed_bfloat16`` policy); for inference also the model after
+  ``kerasseg.layers.fold_batch_norm`` ("folded"), which is how kerasseg serves a trained model,
 * qubvel's ``segmentation_models`` (Keras, ``SM_FRAMEWORK=tf.keras``) ``Unet`` / ``FPN``,
 * ``segmentation_models_pytorch`` ``Unet`` / ``FPN`` (channels_last, 2 threads).
 
@@ -50,7 +51,8 @@ def _keras_model(framework: str, arch: str):
         return build("resnet34", encoder_weights=None, classes=1, activation="sigmoid", input_shape=(SIZE, SIZE, 3))
     import kerasseg
 
-    return kerasseg.zoo.get(f"{arch}_resnet34", weights=None, num_classes=1, input_shape=(SIZE, SIZE, 3))
+    model = kerasseg.zoo.get(f"{arch}_resnet34", weights=None, num_classes=1, input_shape=(SIZE, SIZE, 3))
+    return kerasseg.layers.fold_batch_norm(model) if framework == "kerasseg_folded" else model
 
 
 def run_keras(framework: str, arch: str, mode: str, steps: int, policy: str) -> dict:
@@ -211,6 +213,8 @@ def main() -> None:
     for arch in args.models:
         for mode in args.modes:
             configs.append((f"kerasseg {arch}", mode, ["keras", "kerasseg", arch, mode, args.steps, "float32"]))
+            if mode == "infer":
+                configs.append((f"kerasseg {arch} folded", mode, ["keras", "kerasseg_folded", arch, mode, args.steps, "float32"]))
             if args.bf16:
                 configs.append((f"kerasseg {arch} bf16", mode, ["keras", "kerasseg", arch, mode, args.steps, "mixed_bfloat16"]))
             configs.append((f"sm {arch}", mode, ["keras", "sm", arch, mode, args.steps, "float32"]))

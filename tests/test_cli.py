@@ -9,6 +9,7 @@ from PIL import Image
 
 import kerasseg
 from kerasseg.cli import _parse_indices, _parse_mask_values, main
+from kerasseg.segmentation.inference import predict_padded
 
 TINY = ["--epochs", "2", "--steps-per-epoch", "2", "--size", "32", "--batch-size", "2", "--filters", "4", "--quiet"]
 
@@ -81,6 +82,12 @@ def test_train_evaluate_predict_on_a_folder(tmp_path, capsys):
                  "--output", str(tmp_path / "pred")]) == 0
     mask = np.asarray(Image.open(tmp_path / "pred" / "odd.png"))
     assert mask.shape == (30, 20) and set(np.unique(mask)) <= {0, 255}
+    # predict folds the batch norms; the masks are those of the saved model as it is.
+    model = keras.models.load_model(run / "model.keras")
+    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+    image = np.full((1, 30, 20, 1), 200, np.float32)
+    expected = np.where(predict_padded(model, image)[0, ..., 0] > 0.5, 255, 0)
+    np.testing.assert_array_equal(mask, expected)
 
 
 def test_zoo_commands(capsys):

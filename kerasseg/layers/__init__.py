@@ -6,6 +6,7 @@ models using it round-trip through ``model.save("x.keras")`` / ``keras.models.lo
 
 from kerasseg.layers.blocks import conv_norm_act, double_conv, upsample
 from kerasseg.layers.checks import DivisibleSizeCheck, nearest_valid_sizes
+from kerasseg.layers.folding import fold_batch_norm
 from kerasseg.layers.initializers import BilinearKernel
 from kerasseg.layers.pooling import MaxPoolingWithArgmax2D, MaxUnpooling2D
 from kerasseg.layers.upsampling import BilinearUpsampling2D
@@ -18,6 +19,7 @@ __all__ = [
     "MaxUnpooling2D",
     "conv_norm_act",
     "double_conv",
+    "fold_batch_norm",
     "nearest_valid_sizes",
     "upsample",
 ]
