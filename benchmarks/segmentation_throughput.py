@@ -258,6 +258,15 @@ def throughput(configs: list, args: argparse.Namespace) -> None:
     folded_files = {child[6]: child[2] for _, _, child in configs if len(child) > 6}
     for path, arch in folded_files.items():  # folded once, in its own process; runs load the file
         _child(["fold", arch, path])
+    try:
+        _measure_and_print(configs, args, flops)
+    finally:
+        for path in folded_files:
+            if os.path.exists(path):
+                os.remove(path)
+
+
+def _measure_and_print(configs: list, args: argparse.Namespace, flops: dict) -> None:
     best: dict[tuple[str, str], dict] = {}
     for _ in range(args.repeats):
         for label, mode, child in configs:
@@ -280,8 +289,6 @@ def throughput(configs: list, args: argparse.Namespace) -> None:
                 gflop = flops[arch]["train_gflop" if mode == "train" else "infer_gflop"]
                 print(f"{label:22s} {mode:6s} {r['img_per_s']:7.2f} {r['img_per_s'] * gflop:8.1f} "
                       f"{r['cpu_ms_per_img']:11.0f} {r['peak_rss_mib']:13.0f} {r['img_per_s'] / max(peers):15.2f}x")
-    for path in folded_files:
-        os.remove(path)
 
 
 if __name__ == "__main__":
