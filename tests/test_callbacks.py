@@ -7,6 +7,7 @@ import csv
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from kerasseg.callbacks import MeanAveragePrecisionCallback
 from kerasseg.metrics.detection import evaluate
@@ -77,7 +78,6 @@ def test_logged_map_drives_history_csv_and_early_stopping(tmp_path):
 
 
 def test_every_and_dataset_input_and_voc():
-    tf = pytest.importorskip("tensorflow")
     gt = dm.ground_truth(NUM_VAL, seed=3)
     tables = [dm.detections(gt, q, seed=5) for q in QUALITY[:5]]
     dataset = tf.data.Dataset.from_tensor_slices(

@@ -38,7 +38,6 @@ def test_draw_boxes_score_threshold_and_errors():
 
 @pytest.mark.parametrize("protocol", ["coco", "voc"])
 def test_plot_pr_curves_draws_one_line_per_class_with_ground_truth(protocol):
-    pytest.importorskip("matplotlib")
     ground_truth, results = make_coco_case(2, num_images=12, quality=0.8)
     result = evaluate(ground_truth, results, protocol=protocol, progress=False)
     figure = plot_pr_curves(result)

@@ -7,6 +7,7 @@ import logging
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from kerasseg.data import coco
@@ -86,7 +87,6 @@ def test_messy_coco_conversion_mapping_and_report(messy_coco, caplog):
 
 
 def test_class_subset_crowd_skipping_and_dataset(messy_coco):
-    tf = pytest.importorskip("tensorflow")
     path, images_dir = messy_coco
     subset = coco.load_coco(path, images_dir, class_names=["bird", "dog"], skip_crowd=True)
     assert subset.class_names == ["bird", "dog"] and subset.category_ids == [7, 1]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-tf = pytest.importorskip("tensorflow")
-
-from kerasseg.data import detection_transforms as T  # noqa: E402
+from kerasseg.data import detection_transforms as T
 
 
 def ramp_image(height, width):
@@ -97,7 +97,6 @@ def test_bad_sizes_are_rejected():
 
 
 def test_keras3_random_flip_through_the_adapter():
-    keras = pytest.importorskip("keras")
     batch = np.stack([ramp_image(6, 10)] * 8)
     target = {
         "boxes": np.tile(np.array([[[2, 1, 5, 4], [0, 0, 0, 0]]], np.float32), (8, 1, 1)),

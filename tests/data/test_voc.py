@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from kerasseg.data import voc
@@ -66,7 +67,6 @@ def test_bccd_splits_partition_the_set(bccd_root, bccd):
 
 
 def test_bccd_batch_shapes_dtypes_and_padding(bccd):
-    tf = pytest.importorskip("tensorflow")
     dataset = bccd.to_dataset(batch_size=3)
     max_boxes = bccd.max_boxes()
     assert max_boxes == 30

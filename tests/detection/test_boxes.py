@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from kerasseg.detection import boxes as kboxes
 from kerasseg.detection import boxes_np
 from tests.support import require_module
-
-keras = pytest.importorskip("keras")
 
 
 def _np(x):
@@ -149,7 +149,6 @@ def test_bad_inputs_raise_clear_errors():
 
 
 def test_keras_ops_run_in_a_traced_graph_with_dynamic_shapes():
-    tf = pytest.importorskip("tensorflow")
     if keras.backend.backend() != "tensorflow":
         pytest.skip("graph tracing check is TensorFlow-specific")
     spec = tf.TensorSpec((None, None, 4), tf.float32)
