@@ -45,6 +45,17 @@ def _cpu_and_rss() -> tuple[float, float]:
     return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
+def _measure(run, steps: int) -> dict:
+    """Images per second, CPU time per image and peak RSS of `steps` calls of `run`."""
+    cpu0, _ = _cpu_and_rss()
+    started = time.perf_counter()
+    for _ in range(steps):
+        run()
+    seconds = time.perf_counter() - started
+    cpu1, rss = _cpu_and_rss()
+    return {"img_per_s": steps * BATCH / seconds, "cpu_ms_per_img": 1000 * (cpu1 - cpu0) / (steps * BATCH), "peak_rss_mib": rss}
+
+
 def _keras_model(framework: str, arch: str):
     if framework == "sm":
         os.environ["SM_FRAMEWORK"] = "tf.keras"
@@ -96,13 +107,7 @@ def run_keras(framework: str, arch: str, mode: str, steps: int, policy: str, mod
         infer(images)
         infer(images)
         run = lambda: infer(images).numpy()  # noqa: E731
-    cpu0, _ = _cpu_and_rss()
-    started = time.perf_counter()
-    for _ in range(steps):
-        run()
-    seconds = time.perf_counter() - started
-    cpu1, rss = _cpu_and_rss()
-    return {"img_per_s": steps * BATCH / seconds, "cpu_ms_per_img": 1000 * (cpu1 - cpu0) / (steps * BATCH), "peak_rss_mib": rss}
+    return _measure(run, steps)
 
 
 def _smp_model(arch: str):
@@ -138,13 +143,7 @@ def run_smp(arch: str, mode: str, steps: int) -> dict:
 
     run()
     run()
-    cpu0, _ = _cpu_and_rss()
-    started = time.perf_counter()
-    for _ in range(steps):
-        run()
-    seconds = time.perf_counter() - started
-    cpu1, rss = _cpu_and_rss()
-    return {"img_per_s": steps * BATCH / seconds, "cpu_ms_per_img": 1000 * (cpu1 - cpu0) / (steps * BATCH), "peak_rss_mib": rss}
+    return _measure(run, steps)
 
 
 def smp_flops(arch: str) -> dict:

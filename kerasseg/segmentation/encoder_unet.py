@@ -51,6 +51,11 @@ DECODER_CHANNELS = (256, 128, 64, 32, 16)
 HEAD_KERNEL_SIZE = 3
 
 
+def uses_center_block(encoder: str) -> bool:
+    """smp's rule for the center block (`center=None`): used on VGG encoders only."""
+    return encoders.spec(encoder).family == "vgg"
+
+
 def encoder_unet(
     encoder: str,
     *,
@@ -109,7 +114,7 @@ def encoder_unet(
         )
     output_activation = resolve_activation(activation, num_classes)
     if center is None:
-        center = spec.family == "vgg"
+        center = uses_center_block(encoder)
 
     inputs, features = encoder_features(
         encoder,

@@ -38,7 +38,6 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
-from kerasseg import encoders
 from kerasseg.layers.blocks import conv_norm_act
 from kerasseg.layers.decoders import (
     MERGE_POLICIES,
@@ -55,7 +54,7 @@ from kerasseg.segmentation._encoder import (
     encoder_features,
     register_encoder_variants,
 )
-from kerasseg.segmentation.encoder_unet import DECODER_CHANNELS
+from kerasseg.segmentation.encoder_unet import DECODER_CHANNELS, uses_center_block
 from kerasseg.segmentation.heads import check_num_classes, resolve_activation, segmentation_head
 
 #: Channels of every level in the multi-scale head and of the merged map.
@@ -113,7 +112,6 @@ def unet_fpn(
     """
     check_num_classes(num_classes)
     input_shape = check_model_input_shape(input_shape)
-    spec = encoders.spec(encoder)
     decoder_channels = check_decoder_channels(decoder_channels)
     check_choice(interpolation, UNET_INTERPOLATIONS, "interpolation")
     check_positive_int(head_channels, "head_channels")
@@ -121,7 +119,7 @@ def unet_fpn(
     dropout = check_rate(dropout, "dropout")
     output_activation = resolve_activation(activation, num_classes)
     if center is None:
-        center = spec.family == "vgg"
+        center = uses_center_block(encoder)
 
     inputs, features = encoder_features(
         encoder, input_shape, weights=encoder_weights, trainable=encoder_trainable

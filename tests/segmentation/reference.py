@@ -197,7 +197,7 @@ def check_fit_save_load(model: keras.Model, tmp_path, *, epochs: int = 3) -> Non
         )
 
 
-def check_size_errors(build, encoder: str = "resnet18") -> None:
+def check_size_errors(build) -> None:
     """A static size not divisible by 32 is refused at build time, a dynamic one at call
     time, both naming the size and the nearest valid sizes."""
     import pytest
