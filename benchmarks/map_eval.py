@@ -54,10 +54,16 @@ def synthetic_coco(
         for j in range(n_gt):
             bbox = [float(x[j]), float(y[j]), float(w[j]), float(h[j])]
             crowd = int(rng.random() < 1 / 30)
-            annotations.append({
-                "id": ann_id, "image_id": image_id, "category_id": int(classes[j]),
-                "bbox": bbox, "area": bbox[2] * bbox[3], "iscrowd": crowd,
-            })
+            annotations.append(
+                {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": int(classes[j]),
+                    "bbox": bbox,
+                    "area": bbox[2] * bbox[3],
+                    "iscrowd": crowd,
+                }
+            )
             gts.append((bbox, int(classes[j])))
             ann_id += 1
         dets, scores = [], []
@@ -66,8 +72,17 @@ def synthetic_coco(
                 bx, by, bw, bh = bbox
                 jitter = rng.normal(0, 0.1, 4) * np.array([bw, bh, bw, bh])
                 c = cls if rng.random() < 0.9 else int(rng.integers(1, num_classes + 1))
-                dets.append(([bx + jitter[0], by + jitter[1], max(bw + jitter[2], 1.0),
-                              max(bh + jitter[3], 1.0)], c))
+                dets.append(
+                    (
+                        [
+                            bx + jitter[0],
+                            by + jitter[1],
+                            max(bw + jitter[2], 1.0),
+                            max(bh + jitter[3], 1.0),
+                        ],
+                        c,
+                    )
+                )
                 # The first box on an object tends to score high, the duplicates lower.
                 scores.append(rng.beta(6, 2) if copy_index == 0 else rng.beta(2, 3))
         dets, scores = dets[:dets_per_image], scores[:dets_per_image]
@@ -79,10 +94,14 @@ def synthetic_coco(
         dets += [([rx[j], ry[j], sizes[j, 0], sizes[j, 1]], int(rc[j])) for j in range(n_random)]
         scores += list(rng.beta(1, 6, n_random))  # background boxes: mostly low scores
         for (bbox, cls), score in zip(dets, scores):
-            results.append({
-                "image_id": image_id, "category_id": cls,
-                "bbox": [float(v) for v in bbox], "score": float(score),
-            })
+            results.append(
+                {
+                    "image_id": image_id,
+                    "category_id": cls,
+                    "bbox": [float(v) for v in bbox],
+                    "score": float(score),
+                }
+            )
     categories = [{"id": c, "name": f"class{c}"} for c in range(1, num_classes + 1)]
     return {"images": images, "annotations": annotations, "categories": categories}, results
 
@@ -144,24 +163,31 @@ def main() -> None:
         ref_stats, ref_precision = outputs["pycocotools"]
         ours_stats, ours_precision = outputs["kerasseg"]
         fast_stats, _ = outputs["faster-coco-eval"]
-        same = bool(np.max(np.abs(ours_stats - ref_stats)) <= 1e-12
-                    and np.max(np.abs(ours_precision - ref_precision)) <= 1e-12)
+        same = bool(
+            np.max(np.abs(ours_stats - ref_stats)) <= 1e-12
+            and np.max(np.abs(ours_precision - ref_precision)) <= 1e-12
+        )
         fast_diff = float(np.max(np.abs(fast_stats - ref_stats)))
         rows.append((num_images, len(results), timings, same, fast_diff, ours_stats[0]))
 
     print()
-    print("| images | detections | pycocotools (s) | faster-coco-eval (s) | kerasseg (s) "
-          "| vs pycocotools | vs faster-coco-eval | identical to pycocotools | AP |")
+    print(
+        "| images | detections | pycocotools (s) | faster-coco-eval (s) | kerasseg (s) "
+        "| vs pycocotools | vs faster-coco-eval | identical to pycocotools | AP |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|:---:|---:|")
-    for num_images, n_det, t, same, fast_diff, ap in rows:
+    for num_images, n_det, t, same, _fast_diff, ap in rows:
         print(
             f"| {num_images:,} | {n_det:,} | {t['pycocotools']:.2f} | {t['faster-coco-eval']:.2f} "
             f"| {t['kerasseg']:.2f} | {t['pycocotools'] / t['kerasseg']:.1f}x "
             f"| {t['faster-coco-eval'] / t['kerasseg']:.1f}x | {'yes' if same else 'NO'} "
             f"| {ap:.4f} |"
         )
-    print("\n(faster-coco-eval's largest difference from pycocotools' 12 numbers: "
-          + ", ".join(f"{r[0]} images: {r[4]:.1e}" for r in rows) + ")")
+    print(
+        "\n(faster-coco-eval's largest difference from pycocotools' 12 numbers: "
+        + ", ".join(f"{r[0]} images: {r[4]:.1e}" for r in rows)
+        + ")"
+    )
     if not all(r[3] for r in rows):
         raise SystemExit("kerasseg's numbers differ from pycocotools'")
 

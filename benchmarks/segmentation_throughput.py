@@ -53,7 +53,11 @@ def _measure(run, steps: int) -> dict:
         run()
     seconds = time.perf_counter() - started
     cpu1, rss = _cpu_and_rss()
-    return {"img_per_s": steps * BATCH / seconds, "cpu_ms_per_img": 1000 * (cpu1 - cpu0) / (steps * BATCH), "peak_rss_mib": rss}
+    return {
+        "img_per_s": steps * BATCH / seconds,
+        "cpu_ms_per_img": 1000 * (cpu1 - cpu0) / (steps * BATCH),
+        "peak_rss_mib": rss,
+    }
 
 
 def _keras_model(framework: str, arch: str):
@@ -62,16 +66,25 @@ def _keras_model(framework: str, arch: str):
         import segmentation_models as sm
 
         build = sm.Unet if arch == "unet" else sm.FPN
-        return build("resnet34", encoder_weights=None, classes=1, activation="sigmoid", input_shape=(SIZE, SIZE, 3))
+        return build(
+            "resnet34",
+            encoder_weights=None,
+            classes=1,
+            activation="sigmoid",
+            input_shape=(SIZE, SIZE, 3),
+        )
     import kerasseg
 
-    return kerasseg.zoo.get(f"{arch}_resnet34", weights=None, num_classes=1, input_shape=(SIZE, SIZE, 3))
+    return kerasseg.zoo.get(
+        f"{arch}_resnet34", weights=None, num_classes=1, input_shape=(SIZE, SIZE, 3)
+    )
 
 
 def save_folded(arch: str, path: str) -> dict:
     """Writes the batch-norm-folded kerasseg model to `path`, as one would deploy it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
+
     import kerasseg
 
     keras.utils.set_random_seed(0)
@@ -79,7 +92,9 @@ def save_folded(arch: str, path: str) -> dict:
     return {"path": path}
 
 
-def run_keras(framework: str, arch: str, mode: str, steps: int, policy: str, model_file: str = "") -> dict:
+def run_keras(
+    framework: str, arch: str, mode: str, steps: int, policy: str, model_file: str = ""
+) -> dict:
     """One configuration; `model_file`: a saved model to load instead of building one."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -185,18 +200,36 @@ def isbi_accuracy(model: str, policy: str) -> dict:
     data = _find_demo_data()
     if data is None:
         raise SystemExit("--accuracy needs ../shared/data/isbi2012-membrane")
-    folder = SegmentationFolder(data / "images", data / "masks", channels=1, mask_values=ISBI_MASK_VALUES)
+    folder = SegmentationFolder(
+        data / "images", data / "masks", channels=1, mask_values=ISBI_MASK_VALUES
+    )
     overrides, epochs, steps, learning_rate = ACCURACY_RUNS[model]
-    config = TrainConfig(model=model, model_kwargs=overrides, epochs=epochs, steps_per_epoch=steps,
-                         batch_size=8, crop_size=128, learning_rate=learning_rate)
+    config = TrainConfig(
+        model=model,
+        model_kwargs=overrides,
+        epochs=epochs,
+        steps_per_epoch=steps,
+        batch_size=8,
+        crop_size=128,
+        learning_rate=learning_rate,
+    )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
-        results = train_segmentation(folder, train_indices=range(24), val_indices=range(24, 30), config=config, output_dir=out, verbose=0)
+        results = train_segmentation(
+            folder,
+            train_indices=range(24),
+            val_indices=range(24, 30),
+            config=config,
+            output_dir=out,
+            verbose=0,
+        )
     return {"dice": results["validation"]["dice"], "seconds": time.perf_counter() - started}
 
 
 def _child(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(args)], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(args)], capture_output=True, text=True
+    )
     if out.returncode:
         raise RuntimeError(f"child {args} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -207,10 +240,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--bf16", action="store_true", help="also kerasseg under mixed_bfloat16")
-    parser.add_argument("--accuracy", action="store_true", help="ISBI Dice, float32 vs mixed_bfloat16")
+    parser.add_argument(
+        "--accuracy", action="store_true", help="ISBI Dice, float32 vs mixed_bfloat16"
+    )
     parser.add_argument("--no-throughput", action="store_true", help="only the --accuracy part")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    parser.add_argument("--modes", nargs="+", default=["train", "infer"], choices=("train", "infer"))
+    parser.add_argument(
+        "--modes", nargs="+", default=["train", "infer"], choices=("train", "infer")
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -232,24 +269,43 @@ def main() -> None:
     configs = []
     for arch in args.models:
         for mode in args.modes:
-            configs.append((f"kerasseg {arch}", mode, ["keras", "kerasseg", arch, mode, args.steps, "float32"]))
+            configs.append(
+                (f"kerasseg {arch}", mode, ["keras", "kerasseg", arch, mode, args.steps, "float32"])
+            )
             if mode == "infer":
-                folded = os.path.join(tempfile.gettempdir(), f"kerasseg_bench_{arch}_folded_{os.getpid()}.keras")
-                configs.append((f"kerasseg {arch} folded", mode,
-                                ["keras", "kerasseg", arch, mode, args.steps, "float32", folded]))
+                folded = os.path.join(
+                    tempfile.gettempdir(), f"kerasseg_bench_{arch}_folded_{os.getpid()}.keras"
+                )
+                configs.append(
+                    (
+                        f"kerasseg {arch} folded",
+                        mode,
+                        ["keras", "kerasseg", arch, mode, args.steps, "float32", folded],
+                    )
+                )
             if args.bf16:
-                configs.append((f"kerasseg {arch} bf16", mode, ["keras", "kerasseg", arch, mode, args.steps, "mixed_bfloat16"]))
+                configs.append(
+                    (
+                        f"kerasseg {arch} bf16",
+                        mode,
+                        ["keras", "kerasseg", arch, mode, args.steps, "mixed_bfloat16"],
+                    )
+                )
             configs.append((f"sm {arch}", mode, ["keras", "sm", arch, mode, args.steps, "float32"]))
             configs.append((f"smp {arch}", mode, ["smp", arch, mode, args.steps]))
     if not args.no_throughput:
         throughput(configs, args)
     if args.accuracy:
-        print("\nISBI membranes, training from scratch on 8 crops 128x128 per step, Dice on slices 24-29:")
+        print(
+            "\nISBI membranes, training from scratch on 8 crops 128x128 per step, Dice on slices 24-29:"
+        )
         for model, (_, epochs, steps, _) in ACCURACY_RUNS.items():
             for policy in ("float32", "mixed_bfloat16"):
                 r = _child(["accuracy", model, policy])
-                print(f"  {model:13s} {epochs} x {steps} steps  {policy:15s} validation Dice {r['dice']:.4f}"
-                      f"  ({r['seconds']:.0f} s)")
+                print(
+                    f"  {model:13s} {epochs} x {steps} steps  {policy:15s} validation Dice {r['dice']:.4f}"
+                    f"  ({r['seconds']:.0f} s)"
+                )
 
 
 def throughput(configs: list, args: argparse.Namespace) -> None:
@@ -272,22 +328,35 @@ def _measure_and_print(configs: list, args: argparse.Namespace, flops: dict) -> 
             result = _child(child)
             key = (label, mode)
             if key not in best or result["img_per_s"] > best[key]["img_per_s"]:
-                best[key] = {**result, "peak_rss_mib": max(result["peak_rss_mib"], best.get(key, {}).get("peak_rss_mib", 0))}
+                best[key] = {
+                    **result,
+                    "peak_rss_mib": max(
+                        result["peak_rss_mib"], best.get(key, {}).get("peak_rss_mib", 0)
+                    ),
+                }
 
-    print(f"\n{SIZE}x{SIZE}, batch {BATCH}, {args.steps} steps, best of {args.repeats} rounds, "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"\n{SIZE}x{SIZE}, batch {BATCH}, {args.steps} steps, best of {args.repeats} rounds, "
+        f"{os.cpu_count()} CPUs"
+    )
     for arch in args.models:
-        print(f"\n{arch}_resnet34: {flops[arch]['train_gflop']:.1f} GFLOP per training image, "
-              f"{flops[arch]['infer_gflop']:.1f} per inference image (smp, torch flop counter)")
-        print(f"{'configuration':22s} {'mode':6s} {'img/s':>7s} {'GFLOP/s':>8s} {'CPU ms/img':>11s} "
-              f"{'peak RSS MiB':>13s} {'vs fastest peer':>16s}")
+        print(
+            f"\n{arch}_resnet34: {flops[arch]['train_gflop']:.1f} GFLOP per training image, "
+            f"{flops[arch]['infer_gflop']:.1f} per inference image (smp, torch flop counter)"
+        )
+        print(
+            f"{'configuration':22s} {'mode':6s} {'img/s':>7s} {'GFLOP/s':>8s} {'CPU ms/img':>11s} "
+            f"{'peak RSS MiB':>13s} {'vs fastest peer':>16s}"
+        )
         for mode in args.modes:
             peers = [best[(f"{p} {arch}", mode)]["img_per_s"] for p in ("sm", "smp")]
             for label in [k[0] for k in best if k[1] == mode and k[0].split()[1] == arch]:
                 r = best[(label, mode)]
                 gflop = flops[arch]["train_gflop" if mode == "train" else "infer_gflop"]
-                print(f"{label:22s} {mode:6s} {r['img_per_s']:7.2f} {r['img_per_s'] * gflop:8.1f} "
-                      f"{r['cpu_ms_per_img']:11.0f} {r['peak_rss_mib']:13.0f} {r['img_per_s'] / max(peers):15.2f}x")
+                print(
+                    f"{label:22s} {mode:6s} {r['img_per_s']:7.2f} {r['img_per_s'] * gflop:8.1f} "
+                    f"{r['cpu_ms_per_img']:11.0f} {r['peak_rss_mib']:13.0f} {r['img_per_s'] / max(peers):15.2f}x"
+                )
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def measure(config: str, steps: int, size: int, batch: int, filters: int) -> dict:
     import keras
-    import numpy as np
 
     import kerasseg
     from kerasseg.data.synthetic import synthetic_shapes
@@ -44,7 +43,11 @@ def measure(config: str, steps: int, size: int, batch: int, filters: int) -> dic
         model.compile(
             optimizer="adam",
             loss=kerasseg.losses.BceDice(),
-            metrics=[kerasseg.metrics.Dice(), kerasseg.metrics.Jaccard(), kerasseg.metrics.Cosine()],
+            metrics=[
+                kerasseg.metrics.Dice(),
+                kerasseg.metrics.Jaccard(),
+                kerasseg.metrics.Cosine(),
+            ],
         )
     # Warm-up: tracing and the first steps are not part of the steady state.
     model.fit(images, masks, batch_size=batch, epochs=1, steps_per_epoch=3, verbose=0)
@@ -76,7 +79,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--filters", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs per configuration")
-    parser.add_argument("--demo", action="store_true", help="also run the demo's full budget on ISBI")
+    parser.add_argument(
+        "--demo", action="store_true", help="also run the demo's full budget on ISBI"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -88,14 +93,30 @@ def main() -> None:
     for _ in range(args.repeats):
         for config in results:  # alternate, so drifting machine load hits both alike
             out = subprocess.run(
-                [sys.executable, __file__, "--child", config, "--steps", str(args.steps),
-                 "--size", str(args.size), "--batch", str(args.batch), "--filters", str(args.filters)],
-                capture_output=True, text=True, check=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    config,
+                    "--steps",
+                    str(args.steps),
+                    "--size",
+                    str(args.size),
+                    "--batch",
+                    str(args.batch),
+                    "--filters",
+                    str(args.filters),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
             )
             results[config].append(json.loads(out.stdout.strip().splitlines()[-1]))
 
-    print(f"\nU-Net (filters={args.filters}, depth 4) training, {args.size}x{args.size}, batch {args.batch}, "
-          f"{args.steps} steps, best of {args.repeats}")
+    print(
+        f"\nU-Net (filters={args.filters}, depth 4) training, {args.size}x{args.size}, batch {args.batch}, "
+        f"{args.steps} steps, best of {args.repeats}"
+    )
     print(f"{'configuration':20s} {'img/s':>8s} {'CPU ms/img':>11s} {'peak RSS MiB':>13s}")
     best = {}
     for config, runs in results.items():
@@ -105,11 +126,15 @@ def main() -> None:
             "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
         }
         b = best[config]
-        print(f"{config:20s} {b['img_per_s']:8.2f} {b['cpu_ms_per_img']:11.0f} {b['peak_rss_mib']:13.0f}")
+        print(
+            f"{config:20s} {b['img_per_s']:8.2f} {b['cpu_ms_per_img']:11.0f} {b['peak_rss_mib']:13.0f}"
+        )
     wall = best["bce"]["img_per_s"] / best["bce_dice+metrics"]["img_per_s"]
     cpu = best["bce_dice+metrics"]["cpu_ms_per_img"] / best["bce"]["cpu_ms_per_img"]
-    print(f"overhead of BceDice + Dice/Jaccard/cosine: {100 * (wall - 1):+.1f}% wall time, "
-          f"{100 * (cpu - 1):+.1f}% CPU time per image")
+    print(
+        f"overhead of BceDice + Dice/Jaccard/cosine: {100 * (wall - 1):+.1f}% wall time, "
+        f"{100 * (cpu - 1):+.1f}% CPU time per image"
+    )
 
     if args.demo:
         from kerasseg.cli import main as cli_main
@@ -118,8 +143,10 @@ def main() -> None:
         cli_main(["demo", "--output", output, "--quiet"])
         with open(os.path.join(output, "results.json")) as handle:
             scores = json.load(handle)["validation"]
-        print(f"\ndemo (full budget) validation on ISBI slices 24-29: Dice {scores['dice']:.4f}, "
-              f"Jaccard {scores['jaccard']:.4f}")
+        print(
+            f"\ndemo (full budget) validation on ISBI slices 24-29: Dice {scores['dice']:.4f}, "
+            f"Jaccard {scores['jaccard']:.4f}"
+        )
 
 
 if __name__ == "__main__":

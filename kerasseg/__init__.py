@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 # Registered with keras.saving at import time: a saved model that uses them must load
 # after a plain `import kerasseg`.
-from kerasseg import detection, layers, losses, metrics  # noqa: E402
+from kerasseg import detection, layers, losses, metrics
 
 _LAZY_SUBMODULES = (
     "callbacks",
@@ -29,7 +29,7 @@ _LAZY_SUBMODULES = (
 __all__ = ["__version__", "detection", "layers", "losses", "metrics", *_LAZY_SUBMODULES]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kerasseg import callbacks, data, encoders, segmentation, visualize, zoo
+    from kerasseg import callbacks, data, encoders, segmentation, visualize, zoo  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

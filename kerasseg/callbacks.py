@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import keras
-import numpy as np
 
 from kerasseg.metrics.detection import coco as coco_protocol
 from kerasseg.metrics.detection.evaluator import DetectionEvaluator
@@ -46,8 +45,7 @@ def _batches(val_data: Any, batch_size: int) -> Iterable[tuple[Any, Any]]:
     for batch in val_data:
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:
             raise ValueError(
-                "`val_data` must yield (images, ground_truth) batches; got "
-                f"{type(batch).__name__}."
+                f"`val_data` must yield (images, ground_truth) batches; got {type(batch).__name__}."
             )
         yield batch[0], batch[1]
 

@@ -67,15 +67,28 @@ def _parse_indices(text: str | None, count: int) -> list[int] | None:
 
 
 def _add_training_options(
-    parser: argparse.ArgumentParser, *, epochs: int, steps: int, batch_size: int, size: int, learning_rate: float
+    parser: argparse.ArgumentParser,
+    *,
+    epochs: int,
+    steps: int,
+    batch_size: int,
+    size: int,
+    learning_rate: float,
 ) -> None:
     parser.add_argument("--model", default="unet", help="zoo model name (default: unet)")
     parser.add_argument("--filters", type=int, default=None, help="U-Net width (first level)")
     parser.add_argument("--epochs", type=int, default=epochs, help=f"default: {epochs}")
     parser.add_argument("--steps-per-epoch", type=int, default=steps, help=f"default: {steps}")
     parser.add_argument("--batch-size", type=int, default=batch_size, help=f"default: {batch_size}")
-    parser.add_argument("--size", type=int, default=size, help=f"side of the training crops (default: {size})")
-    parser.add_argument("--learning-rate", type=float, default=learning_rate, help=f"Adam, cosine-decayed (default: {learning_rate})")
+    parser.add_argument(
+        "--size", type=int, default=size, help=f"side of the training crops (default: {size})"
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=learning_rate,
+        help=f"Adam, cosine-decayed (default: {learning_rate})",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no Keras progress bar")
 
@@ -106,8 +119,10 @@ def _report_results(results: dict, output: Path) -> None:
         f"Dice {scores['dice']:.4f}, Jaccard {scores['jaccard']:.4f}, "
         f"cosine {scores['cosine']:.4f}  (trained {results['train_seconds']:.0f} s)"
     )
-    print(f"Outputs in {output.resolve()}: model.keras, history.csv, history.json, "
-          "results.json, overlays/")
+    print(
+        f"Outputs in {output.resolve()}: model.keras, history.csv, history.json, "
+        "results.json, overlays/"
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -125,10 +140,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if data is not None:
         from kerasseg.data.masks import SegmentationFolder
 
-        folder = SegmentationFolder(data / "images", data / "masks", channels=1, mask_values=ISBI_MASK_VALUES)
+        folder = SegmentationFolder(
+            data / "images", data / "masks", channels=1, mask_values=ISBI_MASK_VALUES
+        )
         if len(folder) != 30:
             print(f"note: expected the 30 ISBI 2012 slices, found {len(folder)}")
-        split = int(round(len(folder) * 0.8))
+        split = round(len(folder) * 0.8)
         train_indices, val_indices = list(range(split)), list(range(split, len(folder)))
         print(
             f"ISBI 2012 membranes from {data}: training on slices {train_indices[0]}-"
@@ -173,9 +190,15 @@ def _synthetic_folder(directory: Path):
     for sub in ("images", "masks"):
         (directory / sub).mkdir(parents=True, exist_ok=True)
     for index, (image, mask) in enumerate(zip(images, masks)):
-        Image.fromarray(image[..., 0].round().astype("uint8")).save(directory / "images" / f"{index}.png")
-        Image.fromarray((mask[..., 0] * 255).astype("uint8")).save(directory / "masks" / f"{index}.png")
-    return SegmentationFolder(directory / "images", directory / "masks", channels=1, mask_values={0: 0, 255: 1})
+        Image.fromarray(image[..., 0].round().astype("uint8")).save(
+            directory / "images" / f"{index}.png"
+        )
+        Image.fromarray((mask[..., 0] * 255).astype("uint8")).save(
+            directory / "masks" / f"{index}.png"
+        )
+    return SegmentationFolder(
+        directory / "images", directory / "masks", channels=1, mask_values={0: 0, 255: 1}
+    )
 
 
 def _open_folder(args: argparse.Namespace):
@@ -196,7 +219,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     folder = _open_folder(args)
     val = _parse_indices(args.val_indices, len(folder))
     if val is None:
-        count = max(1, int(round(len(folder) * args.val_fraction)))
+        count = max(1, round(len(folder) * args.val_fraction))
         val = list(range(len(folder) - count, len(folder)))
     train = [i for i in range(len(folder)) if i not in set(val)]
     if not train:
@@ -295,8 +318,13 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         if not names:
             print(f"no model matches {args.pattern!r}", file=sys.stderr)
     elif args.zoo_command == "info":
-        print(json.dumps(zoo.info(args.name, count_params=args.count_params,
-                                  verify=args.verify), indent=2, default=str))
+        print(
+            json.dumps(
+                zoo.info(args.name, count_params=args.count_params, verify=args.verify),
+                indent=2,
+                default=str,
+            )
+        )
     elif args.zoo_command == "download":
         for name in args.names:
             paths = zoo.download(name, in_channels=args.in_channels, progress=not args.quiet)
@@ -307,15 +335,22 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     elif args.zoo_command == "train":
         from kerasseg.zoo import recipes
 
-        record = recipes.train(args.recipe, data_root=args.data_root, report=print,
-                               verbose=0 if args.quiet else "auto", progress=not args.quiet)
+        record = recipes.train(
+            args.recipe,
+            data_root=args.data_root,
+            report=print,
+            verbose=0 if args.quiet else "auto",
+            progress=not args.quiet,
+        )
         metrics = record["metrics"][0]
         values = ", ".join(f"{k} {v:.4f}" for k, v in metrics["values"].items())
         print(f"\n{record['name']}: {metrics['split']}: {values}")
         from kerasseg.zoo import weights as zw
 
-        print(f"Weights, record and recipe in {zw.trained_dir(record['name'])}; "
-              f"kerasseg.zoo.get({record['name']!r}) loads them.")
+        print(
+            f"Weights, record and recipe in {zw.trained_dir(record['name'])}; "
+            f"kerasseg.zoo.get({record['name']!r}) loads them."
+        )
     elif args.zoo_command == "verify":
         from kerasseg.zoo import metafiles, remote
         from kerasseg.zoo import weights as zw
@@ -329,11 +364,15 @@ def cmd_zoo(args: argparse.Namespace) -> int:
             failed = bool(problems)
         entries = zw.verify(args.names or None)
         for entry in entries:
-            print(f"{entry.status.upper():8s} {entry.kind:10s} {entry.name:28s} {entry.path}"
-                  + (f"  ({entry.detail})" if entry.status == "corrupt" else ""))
+            print(
+                f"{entry.status.upper():8s} {entry.kind:10s} {entry.name:28s} {entry.path}"
+                + (f"  ({entry.detail})" if entry.status == "corrupt" else "")
+            )
         counts = {s: sum(e.status == s for e in entries) for s in ("ok", "corrupt", "missing")}
-        print(f"cache {remote.home()}: {counts['ok']} ok, {counts['corrupt']} corrupt, "
-              f"{counts['missing']} missing (a corrupt file is replaced when next used)")
+        print(
+            f"cache {remote.home()}: {counts['ok']} ok, {counts['corrupt']} corrupt, "
+            f"{counts['missing']} missing (a corrupt file is replaced when next used)"
+        )
         failed = failed or counts["corrupt"] > 0
         return 1 if failed else 0
     return 0
@@ -345,9 +384,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
 
     demo = sub.add_parser("demo", help="train U-Net on the ISBI 2012 membranes (or synthetic data)")
-    demo.add_argument("--output", default="kerasseg-demo", help="output folder (default: kerasseg-demo)")
-    demo.add_argument("--data", default=None, help="ISBI folder with images/ and masks/ (default: ../shared/data/isbi2012-membrane)")
-    demo.add_argument("--synthetic", action="store_true", help="use the synthetic shapes set even if the ISBI data is there")
+    demo.add_argument(
+        "--output", default="kerasseg-demo", help="output folder (default: kerasseg-demo)"
+    )
+    demo.add_argument(
+        "--data",
+        default=None,
+        help="ISBI folder with images/ and masks/ (default: ../shared/data/isbi2012-membrane)",
+    )
+    demo.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="use the synthetic shapes set even if the ISBI data is there",
+    )
     # The demo's budget: 500 steps of 8 crops of 128x128, a few minutes on 2 cores.
     _add_training_options(demo, epochs=20, steps=25, batch_size=8, size=128, learning_rate=2e-3)
     demo.set_defaults(func=cmd_demo)
@@ -362,7 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a zoo model on a folder of images and masks")
     folder_options(train)
     train.add_argument("--output", required=True)
-    train.add_argument("--val-indices", default=None, help="e.g. '24-29'; default: the last --val-fraction")
+    train.add_argument(
+        "--val-indices", default=None, help="e.g. '24-29'; default: the last --val-fraction"
+    )
     train.add_argument("--val-fraction", type=float, default=0.2)
     _add_training_options(train, epochs=10, steps=50, batch_size=4, size=256, learning_rate=1e-3)
     train.set_defaults(func=cmd_train)
@@ -382,42 +433,74 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(func=cmd_predict)
 
     zoo = sub.add_parser(
-        "zoo", help="the model zoo: list, describe, download, train and verify weights")
+        "zoo", help="the model zoo: list, describe, download, train and verify weights"
+    )
     zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True)
     zoo_list = zoo_sub.add_parser("list", help="models and their weight tags")
     zoo_list.add_argument("pattern", nargs="?", default="*", help="wildcard, e.g. 'fpn_*'")
     zoo_list.add_argument("--task", default=None, choices=("segmentation", "detection"))
     pretrained = zoo_list.add_mutually_exclusive_group()
-    pretrained.add_argument("--pretrained", dest="pretrained", action="store_true", default=None,
-                            help="only names with pretrained default weights")
-    pretrained.add_argument("--no-pretrained", dest="pretrained", action="store_false",
-                            help="only names without")
+    pretrained.add_argument(
+        "--pretrained",
+        dest="pretrained",
+        action="store_true",
+        default=None,
+        help="only names with pretrained default weights",
+    )
+    pretrained.add_argument(
+        "--no-pretrained", dest="pretrained", action="store_false", help="only names without"
+    )
     zoo_info = zoo_sub.add_parser("info", help="a model's weights, licence, metrics (JSON)")
     zoo_info.add_argument("name")
-    zoo_info.add_argument("--count-params", action="store_true",
-                          help="build the model to count parameters the metafile does not record")
-    zoo_info.add_argument("--verify", action="store_true",
-                          help="re-hash the cached files (default: report presence only)")
+    zoo_info.add_argument(
+        "--count-params",
+        action="store_true",
+        help="build the model to count parameters the metafile does not record",
+    )
+    zoo_info.add_argument(
+        "--verify",
+        action="store_true",
+        help="re-hash the cached files (default: report presence only)",
+    )
     zoo_download = zoo_sub.add_parser(
-        "download", help="fetch (and convert) default weights into $KERASSEG_HOME")
-    zoo_download.add_argument("names", nargs="+", metavar="NAME",
-                              help="model, model.tag or encoder weights (resnet34.imagenet)")
-    zoo_download.add_argument("--in-channels", type=int, default=None,
-                              help="convert ImageNet weights for this many input channels")
+        "download", help="fetch (and convert) default weights into $KERASSEG_HOME"
+    )
+    zoo_download.add_argument(
+        "names",
+        nargs="+",
+        metavar="NAME",
+        help="model, model.tag or encoder weights (resnet34.imagenet)",
+    )
+    zoo_download.add_argument(
+        "--in-channels",
+        type=int,
+        default=None,
+        help="convert ImageNet weights for this many input channels",
+    )
     zoo_download.add_argument("--quiet", action="store_true", help="no progress bar")
     zoo_train = zoo_sub.add_parser(
-        "train", help="run a training recipe; the weights go to the cache under its name")
-    zoo_train.add_argument("recipe", metavar="NAME_OR_RECIPE",
-                           help="recipe name (unet11.isbi2012) or a recipe .yml file")
-    zoo_train.add_argument("--data-root", default=None,
-                           help="folder holding the recipe's data (default: $KERASSEG_DATA, "
-                                "../shared/data)")
+        "train", help="run a training recipe; the weights go to the cache under its name"
+    )
+    zoo_train.add_argument(
+        "recipe",
+        metavar="NAME_OR_RECIPE",
+        help="recipe name (unet11.isbi2012) or a recipe .yml file",
+    )
+    zoo_train.add_argument(
+        "--data-root",
+        default=None,
+        help="folder holding the recipe's data (default: $KERASSEG_DATA, ../shared/data)",
+    )
     zoo_train.add_argument("--quiet", action="store_true", help="no Keras progress bar")
     zoo_verify = zoo_sub.add_parser(
-        "verify", help="re-hash cached weights: OK / CORRUPT / MISSING (exit 1 if corrupt)")
+        "verify", help="re-hash cached weights: OK / CORRUPT / MISSING (exit 1 if corrupt)"
+    )
     zoo_verify.add_argument("names", nargs="*", metavar="NAME", help="default: everything")
-    zoo_verify.add_argument("--metafiles", action="store_true",
-                            help="also check the metafiles against the registered builders")
+    zoo_verify.add_argument(
+        "--metafiles",
+        action="store_true",
+        help="also check the metafiles against the registered builders",
+    )
     zoo.set_defaults(func=cmd_zoo)
     return parser
 

@@ -86,7 +86,12 @@ class EpochReport(keras.callbacks.Callback):
     """Calls `report` with one line per epoch: the validation Dice and Jaccard."""
 
     def __init__(
-        self, report: Callable[[str], None], epochs: int, what: str, *, after_progress_bar: bool = False
+        self,
+        report: Callable[[str], None],
+        epochs: int,
+        what: str,
+        *,
+        after_progress_bar: bool = False,
     ) -> None:
         super().__init__()
         self.report = report
@@ -130,7 +135,12 @@ def _hard_masks(predictions: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def write_overlays(
-    output_dir: Path, images: np.ndarray, masks: np.ndarray, predictions: np.ndarray, names: Sequence[str], num_classes: int
+    output_dir: Path,
+    images: np.ndarray,
+    masks: np.ndarray,
+    predictions: np.ndarray,
+    names: Sequence[str],
+    num_classes: int,
 ) -> list[Path]:
     """One PNG per image: the image, the ground truth and the prediction side by side."""
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -215,7 +225,9 @@ def train_segmentation(
     model.save(output_dir / "model.keras")
     scores, predictions = evaluate_arrays(model, val_images, val_masks, config.num_classes)
     names = [folder.pairs[i][0].stem for i in val_indices]
-    write_overlays(output_dir / "overlays", val_images, val_masks, predictions, names, config.num_classes)
+    write_overlays(
+        output_dir / "overlays", val_images, val_masks, predictions, names, config.num_classes
+    )
     history_lists = {k: [float(v) for v in values] for k, values in history.history.items()}
     (output_dir / "history.json").write_text(json.dumps(history_lists, indent=2))
     results = {

@@ -100,10 +100,26 @@ def save_png(image: np.ndarray, path: str) -> None:
 
 # A qualitative palette (tab10 then tab20's light tones), cycled by class id.
 _BOX_COLORS = (
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-    (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
-    (196, 156, 148), (247, 182, 210), (199, 199, 199), (219, 219, 141), (158, 218, 229),
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+    (174, 199, 232),
+    (255, 187, 120),
+    (152, 223, 138),
+    (255, 152, 150),
+    (197, 176, 213),
+    (196, 156, 148),
+    (247, 182, 210),
+    (199, 199, 199),
+    (219, 219, 141),
+    (158, 218, 229),
 )
 
 
@@ -224,8 +240,13 @@ def plot_pr_curves(
                 ax.plot(recall, precision, color=color, label=label)
         elif recall.size:
             # The devkit's raw curve, drawn as steps from recall 0.
-            ax.step(np.concatenate([[0.0], recall]), np.concatenate([[precision[0]], precision]),
-                    where="pre", color=color, label=label)
+            ax.step(
+                np.concatenate([[0.0], recall]),
+                np.concatenate([[precision[0]], precision]),
+                where="pre",
+                color=color,
+                label=label,
+            )
         elif np.isfinite(per_class_ap[int(class_id)]):  # never detected: a mark at the origin
             ax.plot([0.0], [0.0], marker="x", linestyle="none", color=color, label=label)
     ax.set_xlabel("recall")

@@ -34,8 +34,12 @@ def _fit(callbacks, epochs, val_width=8):
     model.compile(optimizer="sgd", loss={"dummy": "mse"})
     x = np.arange(NUM_VAL, dtype=np.int32)[:, None]
     return model, model.fit(
-        x, {"dummy": np.zeros((NUM_VAL, 1), np.float32)}, epochs=epochs, batch_size=3,
-        verbose=0, callbacks=callbacks,
+        x,
+        {"dummy": np.zeros((NUM_VAL, 1), np.float32)},
+        epochs=epochs,
+        batch_size=3,
+        verbose=0,
+        callbacks=callbacks,
     )
 
 
@@ -50,7 +54,10 @@ def test_logged_map_drives_history_csv_and_early_stopping(tmp_path):
 
     x_val = np.arange(NUM_VAL, dtype=np.int32)[:, None]
     map_callback = MeanAveragePrecisionCallback(
-        (x_val, gt), protocol="coco", num_classes=dm.NUM_CLASSES, batch_size=4,
+        (x_val, gt),
+        protocol="coco",
+        num_classes=dm.NUM_CLASSES,
+        batch_size=4,
         pr_curve_dir=tmp_path / "pr",
     )
     csv_path = tmp_path / "log.csv"
@@ -84,14 +91,20 @@ def test_every_and_dataset_input_and_voc():
         (np.arange(NUM_VAL, dtype=np.int32)[:, None], gt)
     ).batch(4)
     callback = MeanAveragePrecisionCallback(
-        dataset, every=2, protocol="voc07", num_classes=dm.NUM_CLASSES, log_per_class=True,
-        class_names=["cat", "dog", "bird"], prefix="v_",
+        dataset,
+        every=2,
+        protocol="voc07",
+        num_classes=dm.NUM_CLASSES,
+        log_per_class=True,
+        class_names=["cat", "dog", "bird"],
+        prefix="v_",
     )
     _, history = _fit([SwapDetections(tables), callback], epochs=5)
     # Evaluated after epochs 2 and 4 and after the last one (5): indices 1, 3, 4.
     expected = {
-        e: evaluate(gt, dm.unpack(tables[e]), protocol="voc07", num_classes=dm.NUM_CLASSES,
-                    progress=False)
+        e: evaluate(
+            gt, dm.unpack(tables[e]), protocol="voc07", num_classes=dm.NUM_CLASSES, progress=False
+        )
         for e in (1, 3, 4)
     }
     # History appends a key's value for each epoch that logged it.
@@ -112,7 +125,9 @@ def test_predict_fn_and_packed_output():
         return m.predict_on_batch(images)  # packed (B, N, 6)
 
     callback = MeanAveragePrecisionCallback(
-        (np.arange(4, dtype=np.int32)[:, None], gt), predict_fn=predict, batch_size=3,
+        (np.arange(4, dtype=np.int32)[:, None], gt),
+        predict_fn=predict,
+        batch_size=3,
         num_classes=dm.NUM_CLASSES,
     )
     callback.set_model(model)

@@ -11,7 +11,19 @@ import kerasseg
 from kerasseg.cli import _parse_indices, _parse_mask_values, main
 from kerasseg.segmentation.inference import predict_padded
 
-TINY = ["--epochs", "2", "--steps-per-epoch", "2", "--size", "32", "--batch-size", "2", "--filters", "4", "--quiet"]
+TINY = [
+    "--epochs",
+    "2",
+    "--steps-per-epoch",
+    "2",
+    "--size",
+    "32",
+    "--batch-size",
+    "2",
+    "--filters",
+    "4",
+    "--quiet",
+]
 
 
 def test_demo_on_synthetic_data_writes_all_outputs(tmp_path, capsys):
@@ -31,8 +43,10 @@ def test_demo_on_synthetic_data_writes_all_outputs(tmp_path, capsys):
     # The saved model is self-contained and its scores reproduce from the files.
     model = keras.models.load_model(output / "model.keras")
     folder = kerasseg.data.SegmentationFolder(
-        output / "synthetic-data" / "images", output / "synthetic-data" / "masks",
-        channels=1, mask_values={0: 0, 255: 1},
+        output / "synthetic-data" / "images",
+        output / "synthetic-data" / "masks",
+        channels=1,
+        mask_values={0: 0, 255: 1},
     )
     images, masks = folder.load(range(24, 30))
     dice = kerasseg.metrics.Dice()
@@ -54,13 +68,23 @@ def _write_folder(root, count=6, size=32):
     for index in range(count):
         image = rng.integers(0, 256, (size, size), dtype=np.uint8)
         Image.fromarray(image).save(root / "images" / f"{index}.png")
-        Image.fromarray(np.where(image > 128, 255, 0).astype(np.uint8)).save(root / "masks" / f"{index}.png")
+        Image.fromarray(np.where(image > 128, 255, 0).astype(np.uint8)).save(
+            root / "masks" / f"{index}.png"
+        )
 
 
 def test_train_evaluate_predict_on_a_folder(tmp_path, capsys):
     _write_folder(tmp_path)
-    folder_args = ["--images", str(tmp_path / "images"), "--masks", str(tmp_path / "masks"),
-                   "--mask-values", "0:0,255:1", "--channels", "1"]
+    folder_args = [
+        "--images",
+        str(tmp_path / "images"),
+        "--masks",
+        str(tmp_path / "masks"),
+        "--mask-values",
+        "0:0,255:1",
+        "--channels",
+        "1",
+    ]
     run = tmp_path / "run"
     assert main(["train", *folder_args, "--output", str(run), "--val-indices", "4-5", *TINY]) == 0
     results = json.loads((run / "results.json").read_text())
@@ -69,8 +93,21 @@ def test_train_evaluate_predict_on_a_folder(tmp_path, capsys):
     capsys.readouterr()
 
     scores_file = tmp_path / "scores.json"
-    assert main(["evaluate", "--model", str(run / "model.keras"), *folder_args, "--indices", "4-5",
-                 "--json", str(scores_file)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(run / "model.keras"),
+                *folder_args,
+                "--indices",
+                "4-5",
+                "--json",
+                str(scores_file),
+            ]
+        )
+        == 0
+    )
     scores = json.loads(scores_file.read_text())
     assert scores["dice"] == pytest.approx(results["validation"]["dice"], abs=1e-6)
 
@@ -78,8 +115,20 @@ def test_train_evaluate_predict_on_a_folder(tmp_path, capsys):
     new = tmp_path / "new"
     new.mkdir()
     Image.fromarray(np.full((30, 20), 200, np.uint8)).save(new / "odd.png")
-    assert main(["predict", "--model", str(run / "model.keras"), "--images", str(new),
-                 "--output", str(tmp_path / "pred")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(run / "model.keras"),
+                "--images",
+                str(new),
+                "--output",
+                str(tmp_path / "pred"),
+            ]
+        )
+        == 0
+    )
     mask = np.asarray(Image.open(tmp_path / "pred" / "odd.png"))
     assert mask.shape == (30, 20) and set(np.unique(mask)) <= {0, 255}
     # predict folds the batch norms; the masks are those of the saved model as it is.

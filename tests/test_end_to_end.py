@@ -16,7 +16,14 @@ def test_unet_with_bce_dice_and_metrics_round_trips_through_keras_file(tmp_path)
         loss=kerasseg.losses.BceDice(),
         metrics=[kerasseg.metrics.Dice(), kerasseg.metrics.Jaccard(), kerasseg.metrics.Cosine()],
     )
-    history = model.fit(images[:8], masks[:8], validation_data=(images[8:], masks[8:]), epochs=4, batch_size=4, verbose=0)
+    history = model.fit(
+        images[:8],
+        masks[:8],
+        validation_data=(images[8:], masks[8:]),
+        epochs=4,
+        batch_size=4,
+        verbose=0,
+    )
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert {"val_dice", "val_jaccard", "val_cosine"} <= set(history.history)
 
@@ -24,7 +31,9 @@ def test_unet_with_bce_dice_and_metrics_round_trips_through_keras_file(tmp_path)
     model.save(path)
     # Plain Keras, safe mode, no custom_objects: `import kerasseg` registered everything.
     loaded = keras.models.load_model(path, safe_mode=True)
-    np.testing.assert_array_equal(model.predict(images, verbose=0), loaded.predict(images, verbose=0))
+    np.testing.assert_array_equal(
+        model.predict(images, verbose=0), loaded.predict(images, verbose=0)
+    )
     assert type(loaded.loss) is kerasseg.losses.BceDice
     before = model.evaluate(images[8:], masks[8:], batch_size=2, return_dict=True, verbose=0)
     after = loaded.evaluate(images[8:], masks[8:], batch_size=2, return_dict=True, verbose=0)

@@ -21,7 +21,9 @@ def test_import_kerasseg_registers_serializables_but_loads_heavy_parts_lazily():
     # installed); what counts is what `import kerasseg` adds on top of `import keras`.
     code = (
         "import sys, json, keras; before = set(sys.modules); import kerasseg; "
-        "loaded = [m for m in " + repr(HEAVY_OR_LAZY) + " if m in sys.modules and m not in before]; "
+        "loaded = [m for m in "
+        + repr(HEAVY_OR_LAZY)
+        + " if m in sys.modules and m not in before]; "
         "registered = sorted(k for k in keras.saving.get_custom_objects() if k.startswith('kerasseg>')); "
         "kerasseg.zoo; lazy_ok = 'kerasseg.zoo.registry' in sys.modules; "
         "print(json.dumps([loaded, registered, lazy_ok]))"

@@ -13,8 +13,14 @@ from tests.metrics.detection_cases import make_coco_case
 def test_draw_boxes_paints_outlines_in_class_colours():
     image = np.full((60, 80), 128, np.uint8)
     boxes = np.array([[10, 20, 40, 50], [50, 5, 75, 30], [0, 0, 5, 5]], float)
-    out = draw_boxes(image, boxes, [0, 2, -1], scores=[0.9, 0.4, 0.99],
-                     class_names=["cat", "dog", "bird"], line_width=2)
+    out = draw_boxes(
+        image,
+        boxes,
+        [0, 2, -1],
+        scores=[0.9, 0.4, 0.99],
+        class_names=["cat", "dog", "bird"],
+        line_width=2,
+    )
     assert out.dtype == np.uint8 and out.shape == (60, 80, 3)
     # The left edge of box 0 (below its label) and the bottom edge of box 1.
     assert tuple(out[40, 10]) == class_color(0)
@@ -46,7 +52,7 @@ def test_plot_pr_curves_draws_one_line_per_class_with_ground_truth(protocol):
     assert len(ax.lines) == len(with_gt)
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels[0].startswith("class") and "AP" in labels[0]
-    x, y = ax.lines[0].get_data()
+    _x, y = ax.lines[0].get_data()
     assert np.all((0 <= np.asarray(y)) & (np.asarray(y) <= 1))
     one = plot_pr_curves(result, class_ids=[with_gt[0]], title="one")
     assert len(one.axes[0].lines) == 1 and one.axes[0].get_title() == "one"

@@ -51,8 +51,9 @@ def synthetic_set(num_images: int = 300, seed: int = 0):
             det_scores.append(rng.beta(2, 5))
         det_boxes = np.array(det_boxes).reshape(-1, 4)
         det_boxes[:, 2:] = np.maximum(det_boxes[:, 2:], det_boxes[:, :2])
-        detections.append({"boxes": det_boxes, "classes": np.array(det_classes),
-                           "scores": np.array(det_scores)})
+        detections.append(
+            {"boxes": det_boxes, "classes": np.array(det_classes), "scores": np.array(det_scores)}
+        )
     return ground_truth, detections
 
 
@@ -60,8 +61,14 @@ def main() -> None:
     from matplotlib.figure import Figure
 
     ground_truth, detections = synthetic_set()
-    result = evaluate(ground_truth, detections, protocol="coco", num_classes=3,
-                      class_names=CLASS_NAMES, progress=False)
+    result = evaluate(
+        ground_truth,
+        detections,
+        protocol="coco",
+        num_classes=3,
+        class_names=CLASS_NAMES,
+        progress=False,
+    )
     print(result)
     figure = Figure(figsize=(10, 4.2))
     left, right = figure.subplots(1, 2, sharey=True)

@@ -62,8 +62,11 @@ def render(index) -> str:
             "|---|---|---|---|---|---|---|",
         ]
         for weights in sorted(task_weights, key=lambda w: w.name):
-            hosted = f"[file]({weights.file.url})" if weights.file else (
-                f"no: `kerasseg zoo train {weights.name}`")
+            hosted = (
+                f"[file]({weights.file.url})"
+                if weights.file
+                else (f"no: `kerasseg zoo train {weights.name}`")
+            )
             lines.append(
                 f"| `{weights.name}` | {_cell(weights.dataset)} | "
                 f"{_cell(', '.join(weights.classes))} | {hosted} | {_cell(weights.licence)} | "
@@ -81,8 +84,11 @@ def render(index) -> str:
     for name in sorted(index.encoder_weights):
         weights = index.encoder_weights[name]
         file = weights.file
-        digest = f"SHA-256 `{file.sha256}`" if file.sha256 else (
-            f"SHA-256 prefix `{file.sha256_prefix}`")
+        digest = (
+            f"SHA-256 `{file.sha256}`"
+            if file.sha256
+            else (f"SHA-256 prefix `{file.sha256_prefix}`")
+        )
         lines.append(
             f"| `{name}` | [{file.filename}]({file.url}) | {digest} | {_cell(file.size_mb)} | "
             f"{_cell(weights.licence)} | {_cell(_metrics(weights.metrics))} |"

@@ -54,7 +54,9 @@ def _read_json(path: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not valid JSON ({error}).") from error
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object at the top level, got {type(data).__name__}.")
+        raise ValueError(
+            f"{path}: expected a JSON object at the top level, got {type(data).__name__}."
+        )
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             raise ValueError(
@@ -141,11 +143,15 @@ def load_coco(
         image_id = annotation.get("image_id")
         what = f"annotation id {ann_id} (image {image_id})"
         if image_id not in images:
-            report.drop_box(path, "unknown image", f"{what}: image_id {image_id!r} is not in 'images'")
+            report.drop_box(
+                path, "unknown image", f"{what}: image_id {image_id!r} is not in 'images'"
+            )
             continue
         category = annotation.get("category_id")
         if category not in known_categories:
-            report.drop_box(path, "unknown class", f"{what}: category_id {category!r} is not in 'categories'")
+            report.drop_box(
+                path, "unknown class", f"{what}: category_id {category!r} is not in 'categories'"
+            )
             continue
         if category not in class_of:
             report.dropped_boxes["not in class_names"] += 1
@@ -161,7 +167,14 @@ def load_coco(
             report.dropped_boxes["crowd"] += 1
             continue
         info = images[image_id]
-        box = validate_box(report, path, f"{what}, bbox xywh {bbox}", [x, y, x + w, y + h], info["width"], info["height"])
+        box = validate_box(
+            report,
+            path,
+            f"{what}, bbox xywh {bbox}",
+            [x, y, x + w, y + h],
+            info["width"],
+            info["height"],
+        )
         if box is not None:
             per_image[image_id].append((box, class_of[category], crowd))
 
@@ -171,7 +184,9 @@ def load_coco(
         if not image_path.is_file():
             lost = len(per_image.get(image_id, []))
             report.dropped_boxes["image missing"] += lost
-            report.skip_image(path, f"image {image_path} (id {image_id}) not found; its {lost} boxes dropped")
+            report.skip_image(
+                path, f"image {image_path} (id {image_id}) not found; its {lost} boxes dropped"
+            )
             continue
         entries = per_image.get(image_id, [])
         if not entries and not keep_images_without_boxes:
@@ -189,7 +204,9 @@ def load_coco(
             )
         )
     finish(report, records, names)
-    return DetectionAnnotations(records=records, class_names=names, report=report, category_ids=category_ids)
+    return DetectionAnnotations(
+        records=records, class_names=names, report=report, category_ids=category_ids
+    )
 
 
 def coco_dataset(
@@ -214,5 +231,7 @@ def coco_dataset(
     Returns:
         The dataset. Use `load_coco` when you also need the class mapping or the report.
     """
-    annotations = load_coco(annotation_file, image_dir, class_names, skip_crowd=skip_crowd, strict=strict)
+    annotations = load_coco(
+        annotation_file, image_dir, class_names, skip_crowd=skip_crowd, strict=strict
+    )
     return annotations.to_dataset(**dataset_kwargs)

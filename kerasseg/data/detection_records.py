@@ -56,7 +56,7 @@ class DetectionRecord:
 
     @property
     def num_boxes(self) -> int:
-        return int(len(self.boxes))
+        return len(self.boxes)
 
 
 @dataclasses.dataclass
@@ -123,7 +123,9 @@ class LoadReport:
     @property
     def clean(self) -> bool:
         """True when nothing was dropped, clipped or skipped."""
-        return not (self.skipped_images or self.dropped_boxes or self.clipped_boxes or self.problems)
+        return not (
+            self.skipped_images or self.dropped_boxes or self.clipped_boxes or self.problems
+        )
 
     def summary(self) -> str:
         """A one-paragraph account of the load."""
@@ -184,9 +186,7 @@ class DetectionAnnotations:
 
     def ground_truth(self) -> list[dict[str, np.ndarray]]:
         """Per-image NumPy ground truth ``{"boxes", "classes", <extras>}`` (for evaluation)."""
-        return [
-            {"boxes": r.boxes, "classes": r.classes, **r.extras} for r in self.records
-        ]
+        return [{"boxes": r.boxes, "classes": r.classes, **r.extras} for r in self.records]
 
     def to_dataset(
         self,
@@ -370,11 +370,18 @@ def validate_box(
         kind = "zero width/height" if (x2 == x1 or y2 == y1) else "inverted (max < min)"
         report.drop_box(file, "degenerate", f"{what}: degenerate box {shown} ({kind})")
         return None
-    clipped = [min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width), min(max(y2, 0.0), height)]
+    clipped = [
+        min(max(x1, 0.0), width),
+        min(max(y1, 0.0), height),
+        min(max(x2, 0.0), width),
+        min(max(y2, 0.0), height),
+    ]
     if clipped != coords:
         if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
             report.drop_box(
-                file, "outside image", f"{what}: box {shown} lies outside the {width}x{height} image"
+                file,
+                "outside image",
+                f"{what}: box {shown} lies outside the {width}x{height} image",
             )
             return None
         report.clipped_boxes += 1

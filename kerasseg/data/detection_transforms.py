@@ -61,7 +61,9 @@ def _check_size(size: Sequence[int], name: str = "size") -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
-def resize(image: Any, target: Target, size: Sequence[int], method: str = "bilinear") -> tuple[tf.Tensor, Target]:
+def resize(
+    image: Any, target: Target, size: Sequence[int], method: str = "bilinear"
+) -> tuple[tf.Tensor, Target]:
     """Resizes to `size` (aspect ratio not kept) and scales the boxes with it.
 
     Args:
@@ -78,9 +80,7 @@ def resize(image: Any, target: Target, size: Sequence[int], method: str = "bilin
     image = tf.convert_to_tensor(image)
     height, width = _image_hw(image)
     resized = tf.image.resize(tf.cast(image, tf.float32), (out_h, out_w), method=method)
-    scale = tf.stack(
-        [out_w / tf.cast(width, tf.float32), out_h / tf.cast(height, tf.float32)] * 2
-    )
+    scale = tf.stack([out_w / tf.cast(width, tf.float32), out_h / tf.cast(height, tf.float32)] * 2)
     boxes = tf.cast(target["boxes"], tf.float32) * tf.cast(scale, tf.float32)
     return resized, _with_boxes(target, boxes)
 

@@ -101,7 +101,9 @@ class SegmentationFolder:
         self.images_dir = Path(images_dir)
         self.masks_dir = Path(masks_dir)
         self.channels = channels
-        self.mask_values = None if mask_values is None else {int(k): int(v) for k, v in mask_values.items()}
+        self.mask_values = (
+            None if mask_values is None else {int(k): int(v) for k, v in mask_values.items()}
+        )
         self.num_classes = num_classes
         images = _list_images(self.images_dir, "images_dir")
         masks = {p.stem: p for p in _list_images(self.masks_dir, "masks_dir")}
@@ -115,10 +117,14 @@ class SegmentationFolder:
         if missing or masks:
             details = []
             if missing:
-                details.append(f"images without a mask: {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+                details.append(
+                    f"images without a mask: {missing[:5]}{' ...' if len(missing) > 5 else ''}"
+                )
             if masks:
                 extra = sorted(p.name for p in masks.values())
-                details.append(f"masks without an image: {extra[:5]}{' ...' if len(extra) > 5 else ''}")
+                details.append(
+                    f"masks without an image: {extra[:5]}{' ...' if len(extra) > 5 else ''}"
+                )
             raise ValueError(
                 f"Images in {str(self.images_dir)!r} and masks in {str(self.masks_dir)!r} do not "
                 f"pair up by name (mask stem = image stem + {mask_suffix!r}); "
@@ -183,7 +189,9 @@ class SegmentationFolder:
         if self.mask_values is not None:
             if raw.min() < 0 or raw.max() >= self._lookup.size:
                 bad = np.unique(raw[(raw < 0) | (raw >= self._lookup.size)])[:10]
-                raise ValueError(f"Mask {str(mask_path)!r} has values {bad.tolist()} outside `mask_values`.")
+                raise ValueError(
+                    f"Mask {str(mask_path)!r} has values {bad.tolist()} outside `mask_values`."
+                )
             mask = self._lookup[raw]
             if (mask < 0).any():
                 bad = np.unique(raw[mask < 0])[:10].tolist()
@@ -194,7 +202,9 @@ class SegmentationFolder:
         else:
             mask = raw
             if mask.min() < 0 or (self.num_classes is not None and mask.max() >= self.num_classes):
-                bad = np.unique(mask[(mask < 0) | (mask >= (self.num_classes or np.inf))])[:10].tolist()
+                bad = np.unique(mask[(mask < 0) | (mask >= (self.num_classes or np.inf))])[
+                    :10
+                ].tolist()
                 raise ValueError(
                     f"Mask {str(mask_path)!r} has class ids {bad} outside 0..{(self.num_classes or 0) - 1}; "
                     "pass `mask_values` to map raw values (e.g. {0: 0, 255: 1})."

@@ -60,7 +60,9 @@ def synthetic_shapes(
                 inside = (np.abs(yy - cy) <= ry) & (np.abs(xx - cx) <= rx)
             class_id = int(rng.integers(1, num_classes + 1))
             # Brighter than the background on average, by a class-dependent amount.
-            image[inside] = background + 40 + 30 * class_id + rng.normal(0, 25, (inside.sum(), channels))
+            image[inside] = (
+                background + 40 + 30 * class_id + rng.normal(0, 25, (inside.sum(), channels))
+            )
             label[inside] = class_id
         images[index] = np.clip(image, 0, 255)
         masks[index, ..., 0] = label

@@ -89,7 +89,11 @@ def parse_voc_xml(path: str | Path) -> dict[str, Any]:
         coords = None if box is None else [text(box, k) for k in ("xmin", "ymin", "xmax", "ymax")]
         difficult = text(obj, "difficult")
         objects.append(
-            {"name": text(obj, "name"), "difficult": difficult not in (None, "", "0"), "bndbox": coords}
+            {
+                "name": text(obj, "name"),
+                "difficult": difficult not in (None, "", "0"),
+                "bndbox": coords,
+            }
         )
     return {
         "filename": text(root, "filename"),
@@ -190,7 +194,16 @@ def load_voc(
 
     records = []
     for image_id, xml_path, annotation in parsed:
-        record = _to_record(image_id, xml_path, annotation, img_dir, class_ids, report, skip_difficult, check_image_sizes)
+        record = _to_record(
+            image_id,
+            xml_path,
+            annotation,
+            img_dir,
+            class_ids,
+            report,
+            skip_difficult,
+            check_image_sizes,
+        )
         if record is not None:
             records.append(record)
     finish(report, records, class_names)
@@ -238,7 +251,9 @@ def _to_record(
             continue
         if name not in class_ids:
             report.drop_box(
-                xml_path, "unknown class", f"{what}: class {name!r} is not in class_names {list(class_ids)}"
+                xml_path,
+                "unknown class",
+                f"{what}: class {name!r} is not in class_names {list(class_ids)}",
             )
             continue
         coords = obj["bndbox"]

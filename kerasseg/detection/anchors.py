@@ -155,7 +155,8 @@ class AnchorGenerator:
         sizes = list(sizes)
         num_levels = len(sizes)
         level_sizes = [
-            (float(s),) if isinstance(s, (int, float)) else tuple(float(v) for v in s) for s in sizes
+            (float(s),) if isinstance(s, (int, float)) else tuple(float(v) for v in s)
+            for s in sizes
         ]
         level_ratios = _per_level(aspect_ratios, num_levels, "aspect_ratios")
         level_scales = _per_level(scales, num_levels, "scales")
@@ -285,9 +286,7 @@ class AnchorGenerator:
     def feature_sizes(self, image_size: Sequence[int]) -> list[tuple[int, int]]:
         """Default feature-map sizes: ``ceil(image_size / stride)`` per level."""
         if self.strides is None:
-            raise ValueError(
-                "This generator has no `strides`; pass `feature_sizes` explicitly."
-            )
+            raise ValueError("This generator has no `strides`; pass `feature_sizes` explicitly.")
         height, width = (int(v) for v in image_size)
         return [(math.ceil(height / sy), math.ceil(width / sx)) for sy, sx in self.strides]
 

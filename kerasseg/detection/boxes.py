@@ -73,9 +73,7 @@ def _as_float(x: Any, dtype: Any = None) -> Any:
 
 def _check_last_axis(boxes: Any, name: str) -> None:
     if len(boxes.shape) == 0 or (boxes.shape[-1] is not None and boxes.shape[-1] != 4):
-        raise ValueError(
-            f"`{name}` must have shape (..., 4), got shape {tuple(boxes.shape)}."
-        )
+        raise ValueError(f"`{name}` must have shape (..., 4), got shape {tuple(boxes.shape)}.")
 
 
 def parse_format(fmt: str) -> tuple[str, bool]:
@@ -105,14 +103,10 @@ def parse_format(fmt: str) -> tuple[str, bool]:
 
 def _image_hw(image_shape: Any, dtype: Any) -> tuple[Any, Any]:
     if image_shape is None:
-        raise ValueError(
-            "`image_shape` (height, width) is required to convert relative boxes."
-        )
+        raise ValueError("`image_shape` (height, width) is required to convert relative boxes.")
     if isinstance(image_shape, Sequence) and not isinstance(image_shape, str):
         if len(image_shape) != 2:
-            raise ValueError(
-                f"`image_shape` must be (height, width), got {tuple(image_shape)!r}."
-            )
+            raise ValueError(f"`image_shape` must be (height, width), got {tuple(image_shape)!r}.")
         height, width = image_shape
     else:  # a tensor of shape (..., 2)
         image_shape = _as_float(image_shape, dtype)
@@ -199,8 +193,12 @@ def _safe_divide(numerator: Any, denominator: Any) -> Any:
 
 def _iou_parts(b1: Any, b2: Any) -> tuple[Any, Any]:
     """Intersection and union of broadcast-compatible xyxy boxes (last axis 4)."""
-    inter_w = ops.maximum(ops.minimum(b1[..., 2], b2[..., 2]) - ops.maximum(b1[..., 0], b2[..., 0]), 0.0)
-    inter_h = ops.maximum(ops.minimum(b1[..., 3], b2[..., 3]) - ops.maximum(b1[..., 1], b2[..., 1]), 0.0)
+    inter_w = ops.maximum(
+        ops.minimum(b1[..., 2], b2[..., 2]) - ops.maximum(b1[..., 0], b2[..., 0]), 0.0
+    )
+    inter_h = ops.maximum(
+        ops.minimum(b1[..., 3], b2[..., 3]) - ops.maximum(b1[..., 1], b2[..., 1]), 0.0
+    )
     intersection = inter_w * inter_h
     union = area(b1) + area(b2) - intersection
     return intersection, union

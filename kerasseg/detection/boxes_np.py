@@ -56,9 +56,7 @@ def _image_hw(image_shape: Any) -> tuple[Any, Any]:
     return shape[..., 0:1], shape[..., 1:2]  # (B, 1) against boxes (B, N)
 
 
-def convert_format(
-    boxes: Any, source: str, target: str, image_shape: Any = None
-) -> np.ndarray:
+def convert_format(boxes: Any, source: str, target: str, image_shape: Any = None) -> np.ndarray:
     """See `kerasseg.detection.boxes.convert_format`. Returns float64."""
     src, src_rel = parse_format(source)
     dst, dst_rel = parse_format(target)
@@ -104,16 +102,24 @@ def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 
 
 def _iou_parts(b1: np.ndarray, b2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    inter_w = np.clip(np.minimum(b1[..., 2], b2[..., 2]) - np.maximum(b1[..., 0], b2[..., 0]), 0, None)
-    inter_h = np.clip(np.minimum(b1[..., 3], b2[..., 3]) - np.maximum(b1[..., 1], b2[..., 1]), 0, None)
+    inter_w = np.clip(
+        np.minimum(b1[..., 2], b2[..., 2]) - np.maximum(b1[..., 0], b2[..., 0]), 0, None
+    )
+    inter_h = np.clip(
+        np.minimum(b1[..., 3], b2[..., 3]) - np.maximum(b1[..., 1], b2[..., 1]), 0, None
+    )
     intersection = inter_w * inter_h
     return intersection, area(b1) + area(b2) - intersection
 
 
 def _giou(b1: np.ndarray, b2: np.ndarray) -> np.ndarray:
     intersection, union = _iou_parts(b1, b2)
-    width = np.clip(np.maximum(b1[..., 2], b2[..., 2]) - np.minimum(b1[..., 0], b2[..., 0]), 0, None)
-    height = np.clip(np.maximum(b1[..., 3], b2[..., 3]) - np.minimum(b1[..., 1], b2[..., 1]), 0, None)
+    width = np.clip(
+        np.maximum(b1[..., 2], b2[..., 2]) - np.minimum(b1[..., 0], b2[..., 0]), 0, None
+    )
+    height = np.clip(
+        np.maximum(b1[..., 3], b2[..., 3]) - np.minimum(b1[..., 1], b2[..., 1]), 0, None
+    )
     enclosing = width * height
     return _divide(intersection, union) - _divide(enclosing - union, enclosing)
 
@@ -198,7 +204,9 @@ def check_boxes(boxes: Any, name: str = "boxes", allow_empty_boxes: bool = True)
     finite = np.all(np.isfinite(array), axis=-1)
     if not np.all(finite):
         index = tuple(int(i) for i in np.argwhere(~finite)[0])
-        raise ValueError(f"`{name}` has a non-finite box at index {index}: {array[index].tolist()}.")
+        raise ValueError(
+            f"`{name}` has a non-finite box at index {index}: {array[index].tolist()}."
+        )
     widths, heights = array[..., 2] - array[..., 0], array[..., 3] - array[..., 1]
     bad = (widths <= 0) | (heights <= 0) if not allow_empty_boxes else (widths < 0) | (heights < 0)
     if np.any(bad):
@@ -254,5 +262,7 @@ def decode(
 def _variances(variances: Sequence[float]) -> tuple[float, ...]:
     values = tuple(float(v) for v in variances)
     if len(values) != 4 or any(v <= 0 for v in values):
-        raise ValueError(f"`variances` must be 4 positive numbers (vx, vy, vw, vh), got {variances!r}.")
+        raise ValueError(
+            f"`variances` must be 4 positive numbers (vx, vy, vw, vh), got {variances!r}."
+        )
     return values

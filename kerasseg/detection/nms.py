@@ -52,7 +52,11 @@ _METHODS = ("hard", "linear", "gaussian")
 def _check_common(max_output_size: Any, iou_threshold: float, method: str, sigma: float) -> int:
     if method not in _METHODS:
         raise ValueError(f"`method` must be one of {_METHODS}, got {method!r}.")
-    if not isinstance(max_output_size, int) or isinstance(max_output_size, bool) or max_output_size < 1:
+    if (
+        not isinstance(max_output_size, int)
+        or isinstance(max_output_size, bool)
+        or max_output_size < 1
+    ):
         raise ValueError(
             f"`max_output_size` / `max_detections` must be a positive int, got {max_output_size!r}."
         )
@@ -170,7 +174,9 @@ def _batched(x: Any, rank: int) -> tuple[Any, bool]:
     if len(x.shape) == rank - 1:
         return ops.expand_dims(x, 0), True
     if len(x.shape) != rank:
-        raise ValueError(f"Expected a tensor of rank {rank - 1} or {rank}, got shape {tuple(x.shape)}.")
+        raise ValueError(
+            f"Expected a tensor of rank {rank - 1} or {rank}, got shape {tuple(x.shape)}."
+        )
     return x, False
 
 
@@ -195,7 +201,14 @@ def _single_class(
     sorted_scores, order = _sort_candidates(scores, num_boxes)
     sorted_boxes = ops.take_along_axis(boxes, order[..., None], axis=1)
     picks, kept, num = _select(
-        sorted_boxes, sorted_scores, None, max_output_size, iou_threshold, score_threshold, method, sigma
+        sorted_boxes,
+        sorted_scores,
+        None,
+        max_output_size,
+        iou_threshold,
+        score_threshold,
+        method,
+        sigma,
     )
     # Back to indices into the caller's (unsorted) boxes.
     original = ops.take_along_axis(order, ops.maximum(picks, 0), axis=1)
@@ -265,7 +278,13 @@ def soft_nms(
         raise ValueError(f"`method` must be 'linear' or 'gaussian', got {method!r}.")
     _check_common(max_output_size, iou_threshold, method, sigma)
     return _single_class(
-        boxes, scores, max_output_size, float(iou_threshold), float(score_threshold), method, float(sigma)
+        boxes,
+        scores,
+        max_output_size,
+        float(iou_threshold),
+        float(score_threshold),
+        method,
+        float(sigma),
     )
 
 

@@ -293,8 +293,7 @@ def multiscale_fusion(
         raise ValueError(f"`merge` must be one of {MERGE_POLICIES}, got {merge!r}.")
     if len(levels) != len(scales):
         raise ValueError(
-            f"`levels` and `scales` must have the same length, got {len(levels)} and "
-            f"{len(scales)}."
+            f"`levels` and `scales` must have the same length, got {len(levels)} and {len(scales)}."
         )
     outputs = []
     for i, (x, scale) in enumerate(zip(levels, scales)):

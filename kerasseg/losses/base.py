@@ -16,7 +16,8 @@ whole batch otherwise; Keras' `reduction` then averages (or sums) over the image
 from __future__ import annotations
 
 import numbers
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -78,11 +79,13 @@ def check_classes(classes: Any, mode: str) -> str | list[int] | None:
         raise ValueError(
             f"`classes` must be None, 'all', 'present' or a list of class ids; got {classes!r}."
         ) from None
-    if not ids or any(c < 0 for c in ids) or any(
-        isinstance(c, bool) or not isinstance(c, numbers.Integral) for c in classes
+    if (
+        not ids
+        or any(c < 0 for c in ids)
+        or any(isinstance(c, bool) or not isinstance(c, numbers.Integral) for c in classes)
     ):
         raise ValueError(
-            "`classes` as a list must hold non-negative integer class ids; got " f"{classes!r}."
+            f"`classes` as a list must hold non-negative integer class ids; got {classes!r}."
         )
     if mode == "binary":
         raise ValueError(
@@ -218,9 +221,7 @@ class SegmentationLoss(LossArithmetic, keras.losses.Loss):
         """
         weights = weights * ops.ones_like(losses)
         axes = tuple(range(1, len(losses.shape))) if self.per_image else None
-        return ops.divide_no_nan(
-            ops.sum(losses * weights, axis=axes), ops.sum(weights, axis=axes)
-        )
+        return ops.divide_no_nan(ops.sum(losses * weights, axis=axes), ops.sum(weights, axis=axes))
 
     def _group_sum(self, x: Any) -> Any:
         """Sums (B, H, W, C) over space, per image -> (B, C), or over the batch too -> (1, C)."""
@@ -265,9 +266,7 @@ class SegmentationLoss(LossArithmetic, keras.losses.Loss):
         weights = ops.expand_dims(weights, 0) * ops.ones_like(per_class)
         if classes == "present":
             weights = weights * ops.cast(positives > 0, dtype)
-        value = ops.divide_no_nan(
-            ops.sum(per_class * weights, axis=-1), ops.sum(weights, axis=-1)
-        )
+        value = ops.divide_no_nan(ops.sum(per_class * weights, axis=-1), ops.sum(weights, axis=-1))
         return value if self.per_image else value[0]
 
     # ------------------------------------------------------------------ config

@@ -9,7 +9,8 @@ registered Keras loss whose config holds its parts, so a model compiled with it 
 from __future__ import annotations
 
 import numbers
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 from keras import ops
@@ -38,26 +39,26 @@ class LossArithmetic:
     handled by the right-hand operand's `__radd__`.
     """
 
-    def __add__(self, other: Any) -> "CombinedLoss":
+    def __add__(self, other: Any) -> CombinedLoss:
         if isinstance(other, keras.losses.Loss):
             return CombinedLoss.from_parts(_parts(self) + _parts(other))
         return NotImplemented
 
-    def __radd__(self, other: Any) -> "CombinedLoss":
+    def __radd__(self, other: Any) -> CombinedLoss:
         if isinstance(other, keras.losses.Loss):
             return CombinedLoss.from_parts(_parts(other) + _parts(self))
         if _is_weight(other) and other == 0:  # the start value of sum()
             return CombinedLoss.from_parts(_parts(self))
         return NotImplemented
 
-    def __mul__(self, other: Any) -> "CombinedLoss":
+    def __mul__(self, other: Any) -> CombinedLoss:
         if _is_weight(other):
             return CombinedLoss.from_parts([(float(other) * w, loss) for w, loss in _parts(self)])
         return NotImplemented
 
     __rmul__ = __mul__
 
-    def __truediv__(self, other: Any) -> "CombinedLoss":
+    def __truediv__(self, other: Any) -> CombinedLoss:
         if _is_weight(other):
             if other == 0:
                 raise ZeroDivisionError("a loss cannot be divided by 0")
@@ -114,7 +115,7 @@ class CombinedLoss(LossArithmetic, keras.losses.Loss):
         self._dtype_arg = dtype
 
     @classmethod
-    def from_parts(cls, parts: Sequence[tuple[float, keras.losses.Loss]]) -> "CombinedLoss":
+    def from_parts(cls, parts: Sequence[tuple[float, keras.losses.Loss]]) -> CombinedLoss:
         """Builds the sum of `(weight, loss)` pairs (already flat)."""
         return cls([loss for _, loss in parts], [weight for weight, _ in parts])
 
@@ -142,7 +143,7 @@ class CombinedLoss(LossArithmetic, keras.losses.Loss):
         }
 
     @classmethod
-    def from_config(cls, config: dict) -> "CombinedLoss":
+    def from_config(cls, config: dict) -> CombinedLoss:
         config = dict(config)
         config.pop("reduction", None)
         config["losses"] = [

@@ -17,7 +17,8 @@ Hence the loss equals the loss computed on the labelled pixels alone.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 from keras import ops

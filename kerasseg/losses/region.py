@@ -12,7 +12,8 @@ the selected classes (`classes`) with `class_weights`.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from keras import ops
 

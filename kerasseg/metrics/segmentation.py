@@ -346,4 +346,3 @@ class Cosine(ConfusionMetric):
 
     def ratio(self, tp: Any, fp: Any, fn: Any, tn: Any) -> tuple[Any, Any]:
         return tp, ops.sqrt((tp + fp) * (tp + fn))
-

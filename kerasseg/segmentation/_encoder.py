@@ -9,7 +9,7 @@ builders (``fpn_resnet34`` ...) to the module and to the zoo.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import keras

@@ -67,6 +67,7 @@ to load weights.
 
 from __future__ import annotations
 
+import itertools
 import os
 from typing import Any
 
@@ -93,7 +94,6 @@ HEAD_DEFAULTS: dict[str, dict[str, Any]] = {
 OUTPUT_STRIDE = 32
 
 _DEFAULT_INPUT_SHAPE = (None, None, 3)
-
 
 
 def _non_negative_int(value: Any, argument: str, minimum: int) -> int:
@@ -141,9 +141,7 @@ def _score(x: Any, num_classes: int, name: str) -> Any:
     )(x)
 
 
-def _fc_head(
-    x: Any, channels: int, kernel_size: int, batch_norm: bool, dropout: float
-) -> Any:
+def _fc_head(x: Any, channels: int, kernel_size: int, batch_norm: bool, dropout: float) -> Any:
     """fc6 (k x k conv) and fc7 (1x1 conv), each + optional BN + ReLU + dropout."""
     for layer_name, size in (("fc6", kernel_size), ("fc7", 1)):
         x = layers.Conv2D(
@@ -248,7 +246,7 @@ def fcn(
     if fc_channels:
         x = _fc_head(x, fc_channels, fc_kernel_size, fc_batch_norm, float(dropout))
     scores = _score(x, num_classes, "score32")
-    for coarse, fine in zip(strides, strides[1:]):
+    for coarse, fine in itertools.pairwise(strides):
         up = transposed_upsampling(scores, num_classes, 2, name=f"up{coarse}to{fine}")
         skip = features[fine // 2] if vgg else features[fine]
         if vgg:
@@ -270,9 +268,7 @@ def _build(
     variant: str, encoder: str, num_classes: int, input_shape: tuple, kwargs: dict
 ) -> keras.Model:
     kwargs.setdefault("name", f"fcn{variant}_{encoder}")
-    return fcn(
-        encoder, variant=variant, num_classes=num_classes, input_shape=input_shape, **kwargs
-    )
+    return fcn(encoder, variant=variant, num_classes=num_classes, input_shape=input_shape, **kwargs)
 
 
 _REGISTER = {"default_num_classes": 21, "default_input_shape": _DEFAULT_INPUT_SHAPE}

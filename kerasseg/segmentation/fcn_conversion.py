@@ -158,7 +158,7 @@ def _rebuild_extractor(classifier: keras.Model, features: Any) -> tuple[Any, Any
     extractor = keras.Model(source, features)
     try:
         clone = keras.models.clone_model(extractor, input_tensors=new_input)
-    except Exception as error:  # noqa: BLE001 - re-raised with the context a user needs
+    except Exception as error:
         raise ValueError(
             f"Cannot convert {classifier.name!r}: its feature extractor could not be rebuilt "
             f"for inputs of any size ((None, None, {source.shape[-1]})): {error}"
@@ -243,9 +243,7 @@ def fully_convolutional(classifier: keras.Model, *, name: str | None = None) -> 
             Flatten has an unknown size, or with several inputs or outputs.
     """
     if not isinstance(classifier, keras.Model):
-        raise TypeError(
-            f"`classifier` must be a keras.Model, got {type(classifier).__name__}."
-        )
+        raise TypeError(f"`classifier` must be a keras.Model, got {type(classifier).__name__}.")
     try:
         inputs, outputs = classifier.inputs, classifier.outputs
     except (AttributeError, ValueError) as error:
@@ -297,6 +295,11 @@ def fully_convolutional(classifier: keras.Model, *, name: str | None = None) -> 
 
     logger.debug(
         "Converted %r: %s on a %dx%dx%d map -> %d head layer(s).",
-        classifier.name, type(start).__name__, height, width, channels, len(head),
+        classifier.name,
+        type(start).__name__,
+        height,
+        width,
+        channels,
+        len(head),
     )
     return keras.Model(new_input, x, name=name or f"{classifier.name}_fcn")

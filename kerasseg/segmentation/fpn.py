@@ -126,9 +126,7 @@ def fpn(
         encoder, input_shape, weights=encoder_weights, trainable=encoder_trainable
     )
     # Strides 4, 8, 16, 32 (features[0] is stride 2, unused).
-    pyramid = fpn_top_down(
-        features[1:], pyramid_channels, interpolation=interpolation, name="fpn"
-    )
+    pyramid = fpn_top_down(features[1:], pyramid_channels, interpolation=interpolation, name="fpn")
     # P5 first, as smp orders them (the channel order of the "concat" merge).
     branches = [
         fpn_segmentation_block(

@@ -61,9 +61,8 @@ OUTPUT_STRIDE = 32
 _DEFAULT_INPUT_SHAPE = (None, None, 3)
 
 
-
 def _scaled(channels: int, width: float) -> int:
-    return max(1, int(round(channels * width)))
+    return max(1, round(channels * width))
 
 
 def segnet(
@@ -170,9 +169,7 @@ def segnet(
         dtype="float32",
         name=f"head_{output_activation or 'logits'}",
     )(x)
-    model = keras.Model(
-        inputs, outputs, name=name or f"segnet_{encoder.removesuffix('_bn')}"
-    )
+    model = keras.Model(inputs, outputs, name=name or f"segnet_{encoder.removesuffix('_bn')}")
     if encoder_weights is not None:
         source = encoders.get(encoder, input_shape=input_shape, weights=encoder_weights)
         copy_encoder_weights(source, model)

@@ -21,7 +21,6 @@ from kerasseg.segmentation.heads import check_num_classes, resolve_activation, s
 from kerasseg.zoo.registry import register_model
 
 
-
 @register_model("unet", default_num_classes=1, default_input_shape=(None, None, 3))
 def unet(
     *,

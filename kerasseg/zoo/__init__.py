@@ -14,7 +14,6 @@ ImageNet encoders once and keeps trained weights; `recipes` trains task weights;
 maps torchvision checkpoints onto the encoders.
 """
 
-from kerasseg.zoo.remote import ChecksumError, DownloadError, WeightsNotAvailableError
 from kerasseg.zoo.registry import (
     ModelEntry,
     download,
@@ -23,6 +22,7 @@ from kerasseg.zoo.registry import (
     list_models,
     register_model,
 )
+from kerasseg.zoo.remote import ChecksumError, DownloadError, WeightsNotAvailableError
 
 __all__ = [
     "ChecksumError",

@@ -39,7 +39,7 @@ import logging
 import os
 import pathlib
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any
 
 import keras
 import numpy as np
@@ -50,7 +50,7 @@ from kerasseg.encoders.vgg import vgg_config
 
 logger = logging.getLogger(__name__)
 
-StateDictSource = Union[Mapping[str, Any], str, os.PathLike]
+StateDictSource = Mapping[str, Any] | str | os.PathLike
 
 #: Source tensors skipped by rule, per encoder family: (name prefixes, name suffixes).
 SKIP_RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

@@ -211,7 +211,7 @@ def load_index() -> Index:
     sources = [packaged_root(), *extra_sources()]
     stamps = []
     for source in sources:
-        for path in ([source] if source.is_file() else [source / INDEX_FILE]):
+        for path in [source] if source.is_file() else [source / INDEX_FILE]:
             stamps.append((str(path), path.stat().st_mtime_ns if path.exists() else None))
     return _load_index(tuple(str(s) for s in sources), tuple(stamps))
 
@@ -329,9 +329,7 @@ def _check_keys(
     if missing:
         problems.append(f"{where}: missing required keys {missing}")
     if unknown:
-        problems.append(
-            f"{where}: unknown keys {unknown} (allowed: {sorted(required | optional)})"
-        )
+        problems.append(f"{where}: unknown keys {unknown} (allowed: {sorted(required | optional)})")
     return not missing
 
 
@@ -346,8 +344,13 @@ def _text(data: dict, key: str, where: str, problems: list[str], required: bool 
 
 
 def _file(data: Any, where: str, problems: list[str]) -> RemoteFile | None:
-    if not _check_keys(data, {"url"}, {"sha256", "sha256_prefix", "size_bytes", "size_mb"},
-                       f"{where}.file", problems):
+    if not _check_keys(
+        data,
+        {"url"},
+        {"sha256", "sha256_prefix", "size_bytes", "size_mb"},
+        f"{where}.file",
+        problems,
+    ):
         return None
     for key in ("sha256", "sha256_prefix"):
         if key in data and not isinstance(data[key], str):
@@ -359,7 +362,8 @@ def _file(data: Any, where: str, problems: list[str]) -> RemoteFile | None:
     size_bytes, size_mb = data.get("size_bytes"), data.get("size_mb")
     if size_bytes is not None and (not isinstance(size_bytes, int) or size_bytes <= 0):
         problems.append(
-            f"{where}.file: `size_bytes` must be a positive integer, got {size_bytes!r}")
+            f"{where}.file: `size_bytes` must be a positive integer, got {size_bytes!r}"
+        )
     if size_mb is not None and (not isinstance(size_mb, (int, float)) or size_mb <= 0):
         problems.append(f"{where}.file: `size_mb` must be a positive number, got {size_mb!r}")
     try:
@@ -384,13 +388,22 @@ def _metrics(data: Any, where: str, problems: list[str]) -> tuple[dict, ...]:
     records = []
     for i, record in enumerate(data):
         here = f"{where}.metrics[{i}]"
-        if not _check_keys(record, {"dataset", "values", "source"},
-                           {"split", "task", "recipe", "date", "notes"}, here, problems):
+        if not _check_keys(
+            record,
+            {"dataset", "values", "source"},
+            {"split", "task", "recipe", "date", "notes"},
+            here,
+            problems,
+        ):
             continue
         values = record["values"]
-        if not isinstance(values, dict) or not values or not all(
-            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
-            for k, v in values.items()
+        if (
+            not isinstance(values, dict)
+            or not values
+            or not all(
+                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+                for k, v in values.items()
+            )
         ):
             problems.append(f"{here}: `values` must map metric names to numbers, got {values!r}")
             continue
@@ -408,11 +421,15 @@ def _encoder_weights(data: Any, where: str, path: Path, problems: list[str]):
     if not isinstance(data, dict):
         return None
     name, encoder = data.get("name"), data.get("encoder")
-    if not isinstance(name, str) or not isinstance(encoder, str) or not name.startswith(
-        f"{encoder}."
-    ) or not _TAG.match(name[len(encoder) + 1:]):
-        problems.append(f"{where}: `name` must be '<encoder>.<tag>' for encoder {encoder!r}, "
-                        f"got {name!r}")
+    if (
+        not isinstance(name, str)
+        or not isinstance(encoder, str)
+        or not name.startswith(f"{encoder}.")
+        or not _TAG.match(name[len(encoder) + 1 :])
+    ):
+        problems.append(
+            f"{where}: `name` must be '<encoder>.<tag>' for encoder {encoder!r}, got {name!r}"
+        )
         complete = False
     if data.get("format") != "torchvision":
         problems.append(f"{where}: `format` must be 'torchvision', got {data.get('format')!r}")
@@ -425,12 +442,22 @@ def _encoder_weights(data: Any, where: str, path: Path, problems: list[str]):
     metrics = _metrics(data.get("metrics"), where, problems)
     if file is None or not licence:
         return None
-    return EncoderWeights(name=name, encoder=encoder, format=data["format"], file=file,
-                          licence=licence, classes=classes, metrics=metrics, metafile=path, **texts)
+    return EncoderWeights(
+        name=name,
+        encoder=encoder,
+        format=data["format"],
+        file=file,
+        licence=licence,
+        classes=classes,
+        metrics=metrics,
+        metafile=path,
+        **texts,
+    )
 
 
-def _task_weights(model: str, tag: Any, data: Any, where: str, path: Path, root: Path,
-                  problems: list[str]):
+def _task_weights(
+    model: str, tag: Any, data: Any, where: str, path: Path, root: Path, problems: list[str]
+):
     if not isinstance(tag, str) or not _TAG.match(tag):
         problems.append(f"{where}: tag {tag!r} must match {_TAG.pattern}")
         return None
@@ -453,8 +480,17 @@ def _task_weights(model: str, tag: Any, data: Any, where: str, path: Path, root:
     metrics = _metrics(data.get("metrics"), where, problems)
     if not complete:
         return None
-    return TaskWeights(model=model, tag=tag, recipe=recipe, file=file, licence=licence,
-                       classes=tuple(classes), metrics=metrics, metafile=path, **texts)
+    return TaskWeights(
+        model=model,
+        tag=tag,
+        recipe=recipe,
+        file=file,
+        licence=licence,
+        classes=tuple(classes),
+        metrics=metrics,
+        metafile=path,
+        **texts,
+    )
 
 
 def _model(data: Any, where: str, family: str, path: Path, root: Path, problems: list[str]):
@@ -470,7 +506,8 @@ def _model(data: Any, where: str, family: str, path: Path, root: Path, problems:
     builder = data["builder"]
     if not isinstance(builder, str) or not _DOTTED.match(builder):
         problems.append(
-            f"{where}: `builder` must be a dotted path module.function, got {builder!r}")
+            f"{where}: `builder` must be a dotted path module.function, got {builder!r}"
+        )
     if data["task"] not in TASKS:
         problems.append(f"{where}: `task` must be one of {TASKS}, got {data['task']!r}")
     defaults = data["defaults"]
@@ -479,9 +516,12 @@ def _model(data: Any, where: str, family: str, path: Path, root: Path, problems:
         num_classes, input_shape = defaults["num_classes"], defaults["input_shape"]
         if not isinstance(num_classes, int) or num_classes < 1:
             problems.append(f"{where}.defaults: `num_classes` must be a positive integer")
-        if not (isinstance(input_shape, list) and len(input_shape) == 3 and all(
-            d is None or (isinstance(d, int) and d > 0) for d in input_shape
-        ) and input_shape[2] is not None):
+        if not (
+            isinstance(input_shape, list)
+            and len(input_shape) == 3
+            and all(d is None or (isinstance(d, int) and d > 0) for d in input_shape)
+            and input_shape[2] is not None
+        ):
             problems.append(
                 f"{where}.defaults: `input_shape` must be [H, W, C] (null for any size, C known), "
                 f"got {input_shape!r}"
@@ -494,9 +534,11 @@ def _model(data: Any, where: str, family: str, path: Path, root: Path, problems:
     encoder_weights = data.get("encoder_weights")
     if encoder_weights is None:
         encoder_weights = {}
-    elif not (isinstance(encoder_weights, dict) and encoder and all(
-        isinstance(k, str) and isinstance(v, str) for k, v in encoder_weights.items()
-    )):
+    elif not (
+        isinstance(encoder_weights, dict)
+        and encoder
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in encoder_weights.items())
+    ):
         problems.append(
             f"{where}: `encoder_weights` must map weight names to encoder weights names, and "
             f"needs `encoder`; got {encoder_weights!r}"
@@ -528,18 +570,33 @@ def _model(data: Any, where: str, family: str, path: Path, root: Path, problems:
         problems.append(f"{where}: `paper` must be a mapping (title, url)")
         paper = {}
     return ModelCard(
-        name=name, builder=str(builder), task=str(data["task"]), family=family,
-        default_num_classes=num_classes, default_input_shape=tuple(input_shape),
-        encoder=encoder, encoder_weights=dict(encoder_weights), divisible_by=divisible_by,
-        params=params, default_weights=data["default_weights"], weights=weights,
-        title=str(data.get("title") or ""), paper=dict(paper), metafile=path,
+        name=name,
+        builder=str(builder),
+        task=str(data["task"]),
+        family=family,
+        default_num_classes=num_classes,
+        default_input_shape=tuple(input_shape),
+        encoder=encoder,
+        encoder_weights=dict(encoder_weights),
+        divisible_by=divisible_by,
+        params=params,
+        default_weights=data["default_weights"],
+        weights=weights,
+        title=str(data.get("title") or ""),
+        paper=dict(paper),
+        metafile=path,
     )
 
 
 def _parse_metafile(data: Any, path: Path, root: Path, problems: list[str]) -> list[Any]:
     where = str(path)
-    if not _check_keys(data, {"family"}, {"title", "description", "paper", "models",
-                                          "encoder_weights"}, where, problems):
+    if not _check_keys(
+        data,
+        {"family"},
+        {"title", "description", "paper", "models", "encoder_weights"},
+        where,
+        problems,
+    ):
         return []
     family = data["family"]
     if family != path.stem:
@@ -600,7 +657,8 @@ def check_against_registry(index: Index | None = None) -> list[str]:
         if entry.task != card.task:
             problems.append(f"{where}: task {card.task!r} != registered {entry.task!r}")
         if (entry.default_num_classes, tuple(entry.default_input_shape)) != (
-            card.default_num_classes, tuple(card.default_input_shape)
+            card.default_num_classes,
+            tuple(card.default_input_shape),
         ):
             problems.append(
                 f"{where}: defaults (num_classes={card.default_num_classes}, input_shape="
@@ -661,9 +719,11 @@ def draft_entries(pattern: str = "*", *, count_params: bool = True) -> str:
         if card["input"] is None:
             del card["input"]
         if count_params:
-            card["params"] = int(entry.builder(
-                num_classes=entry.default_num_classes,
-                input_shape=entry.default_input_shape).count_params())
+            card["params"] = int(
+                entry.builder(
+                    num_classes=entry.default_num_classes, input_shape=entry.default_input_shape
+                ).count_params()
+            )
         entries.append(card)
     return yaml.safe_dump({"models": entries}, sort_keys=False, default_flow_style=None)
 

@@ -48,8 +48,8 @@ from typing import Any
 
 import yaml
 
-from kerasseg.zoo import weights as zw
 from kerasseg.zoo import metafiles
+from kerasseg.zoo import weights as zw
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +182,8 @@ def parse_recipe(text: str, path: Path | None = None) -> Recipe:
     num_classes = model["num_classes"]
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise ValueError(
-            f"{where}: model.num_classes must be a positive integer, got {num_classes!r}.")
+            f"{where}: model.num_classes must be a positive integer, got {num_classes!r}."
+        )
     init = model.get("init")
     if init not in (None, "imagenet"):
         raise ValueError(f"{where}: model.init must be 'imagenet' or null, got {init!r}.")
@@ -192,14 +193,19 @@ def parse_recipe(text: str, path: Path | None = None) -> Recipe:
             f"{where}: model.kwargs must be a mapping of builder arguments (encoder weights go "
             f"in model.init), got {kwargs!r}."
         )
-    raw = _check_keys(data["data"], {"path", "channels", "train", "val"},
-                      {"dataset", "images", "masks", "mask_values", "classes"}, f"{where}: data")
+    raw = _check_keys(
+        data["data"],
+        {"path", "channels", "train", "val"},
+        {"dataset", "images", "masks", "mask_values", "classes"},
+        f"{where}: data",
+    )
     if raw["channels"] not in (1, 3):
         raise ValueError(f"{where}: data.channels must be 1 or 3, got {raw['channels']!r}.")
     mask_values = raw.get("mask_values")
-    if mask_values is not None and not (isinstance(mask_values, dict) and all(
-        isinstance(k, int) and isinstance(v, int) for k, v in mask_values.items()
-    )):
+    if mask_values is not None and not (
+        isinstance(mask_values, dict)
+        and all(isinstance(k, int) and isinstance(v, int) for k, v in mask_values.items())
+    ):
         raise ValueError(f"{where}: data.mask_values must map ints to ints, got {mask_values!r}.")
     classes = raw.get("classes") or []
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
@@ -283,9 +289,11 @@ def data_roots(data_root: str | os.PathLike | None = None) -> list[Path]:
 def resolve_data(recipe: Recipe, data_root: str | os.PathLike | None = None) -> Path:
     """The folder holding the recipe's images and masks."""
     spec = recipe.data
-    candidates = [Path(spec.path).expanduser()] if Path(spec.path).expanduser().is_absolute() else [
-        root / spec.path for root in data_roots(data_root)
-    ]
+    candidates = (
+        [Path(spec.path).expanduser()]
+        if Path(spec.path).expanduser().is_absolute()
+        else [root / spec.path for root in data_roots(data_root)]
+    )
     for folder in candidates:
         if (folder / spec.images).is_dir() and (folder / spec.masks).is_dir():
             return folder
@@ -342,14 +350,21 @@ def train(
     )
     bad = [i for i in spec.train + spec.val if not 0 <= i < len(folder)]
     if bad:
-        raise ValueError(f"Recipe {recipe.name!r}: indices {bad} are outside 0..{len(folder) - 1} "
-                         f"({len(folder)} images in {folder_path}).")
+        raise ValueError(
+            f"Recipe {recipe.name!r}: indices {bad} are outside 0..{len(folder) - 1} "
+            f"({len(folder)} images in {folder_path})."
+        )
     extra = {}
     if recipe.init == "imagenet":
         encoder = registry.encoder_weights_name(recipe.model, "imagenet")
-        extra["encoder_weights"] = str(zw.encoder_weights_path(
-            encoder, in_channels=spec.channels, progress=progress,
-            command=f"kerasseg zoo download {encoder}"))
+        extra["encoder_weights"] = str(
+            zw.encoder_weights_path(
+                encoder,
+                in_channels=spec.channels,
+                progress=progress,
+                command=f"kerasseg zoo download {encoder}",
+            )
+        )
     config = recipe.train_config(**extra)
 
     final = zw.trained_dir(recipe.name)
@@ -374,14 +389,16 @@ def train(
             **zw.file_record(staging / zw.TRAINED_WEIGHTS),
             "recipe_sha256": recipe.sha256,
             "recipe_source": str(recipe.path) if recipe.path else None,
-            "metrics": [{
-                "dataset": spec.dataset,
-                "split": f"validation: indices {_ranges(spec.val)} of {folder_path}",
-                "values": {k: round(float(v), 6) for k, v in results["validation"].items()},
-                "source": "kerasseg zoo train (this machine)",
-                "recipe": zw.TRAINED_RECIPE,
-                "date": zw.now(),
-            }],
+            "metrics": [
+                {
+                    "dataset": spec.dataset,
+                    "split": f"validation: indices {_ranges(spec.val)} of {folder_path}",
+                    "values": {k: round(float(v), 6) for k, v in results["validation"].items()},
+                    "source": "kerasseg zoo train (this machine)",
+                    "recipe": zw.TRAINED_RECIPE,
+                    "date": zw.now(),
+                }
+            ],
             "train_seconds": results["train_seconds"],
             "data": str(folder_path),
             "created": zw.now(),
@@ -411,5 +428,14 @@ def _ranges(indices: tuple[int, ...]) -> str:
     return ",".join(parts)
 
 
-__all__ = ["DataSpec", "Recipe", "data_roots", "known_recipes", "load_recipe", "parse_recipe",
-           "parse_indices", "resolve_data", "train"]
+__all__ = [
+    "DataSpec",
+    "Recipe",
+    "data_roots",
+    "known_recipes",
+    "load_recipe",
+    "parse_indices",
+    "parse_recipe",
+    "resolve_data",
+    "train",
+]

@@ -170,7 +170,7 @@ def known_tags(arch: str, trained: list[str] | None = None) -> dict[str, str]:
     from kerasseg.zoo import weights as zw
 
     card = _index().model(arch)
-    tags = {tag: "metafile" for tag in (card.weights if card else {})}
+    tags = dict.fromkeys(card.weights if card else {}, "metafile")
     for name in zw.trained_names() if trained is None else trained:
         model, tag = split_name(name)
         if model == arch and tag and tag not in tags:
@@ -212,8 +212,11 @@ def resolve(name: str) -> tuple[ModelEntry, Any, str | None]:
             raise ValueError(
                 f"Model {arch!r} has no weights tagged {tag!r}. Available weight sets: "
                 f"{sorted(tags) or 'none'}"
-                + (f" (and {sorted(card.encoder_weights)} for the encoder)" if card and
-                   card.encoder_weights else "")
+                + (
+                    f" (and {sorted(card.encoder_weights)} for the encoder)"
+                    if card and card.encoder_weights
+                    else ""
+                )
                 + ". Your own: write a recipe and run `kerasseg zoo train RECIPE.yml`."
             )
     return entry, card, tag
@@ -225,8 +228,9 @@ def encoder_weights_name(arch: str, key: str = "imagenet") -> str:
     if card is None or key not in card.encoder_weights:
         available = sorted(card.encoder_weights) if card else []
         reason = (
-            "it has no metafile entry" if card is None else
-            f"its metafile entry ({card.metafile}) names no encoder weights {key!r}"
+            "it has no metafile entry"
+            if card is None
+            else f"its metafile entry ({card.metafile}) names no encoder weights {key!r}"
         )
         raise ValueError(
             f"Model {arch!r} has no {key!r} encoder weights: {reason}. Its encoder weights: "
@@ -254,8 +258,11 @@ def _choose(weights: Any, arch: str, tag: str | None, card: Any) -> _Choice:
         default = card.default_weights if card else None
         if default is None:
             return _Choice("none")
-        return _Choice("encoder", default) if default in card.encoder_weights else _Choice(
-            "tag", default)
+        return (
+            _Choice("encoder", default)
+            if default in card.encoder_weights
+            else _Choice("tag", default)
+        )
     if isinstance(weights, str) and card is not None and weights in card.encoder_weights:
         return _Choice("encoder", weights)
     if isinstance(weights, str) and weights == "imagenet":
@@ -305,10 +312,15 @@ def _tag_weights_path(arch: str, tag: str, card: Any, progress: bool = True) -> 
     if status == "ok" or hosted is None or hosted.file is None:
         return zw.trained_weights_path(name, recipe=hosted.recipe if hosted else None)
     if status == "corrupt":
-        logger.warning("Trained weights of %s are corrupt (%s); using the hosted ones.", name,
-                       detail)
-    return dl.fetch(hosted.file, what=f"The weights of {name} ({hosted.file.url})",
-                    command=f"kerasseg zoo download {name}", progress=progress)
+        logger.warning(
+            "Trained weights of %s are corrupt (%s); using the hosted ones.", name, detail
+        )
+    return dl.fetch(
+        hosted.file,
+        what=f"The weights of {name} ({hosted.file.url})",
+        command=f"kerasseg zoo download {name}",
+        progress=progress,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -373,7 +385,8 @@ def _encoder_weights_info(weights: Any, in_channels: int, verify: bool) -> dict[
     else:
         download_status, download_detail = _presence(weights.file.cache_path())
         converted_status, converted_detail = _presence(
-            converted, converted.with_name(converted.name + zw.RECORD_SUFFIX))
+            converted, converted.with_name(converted.name + zw.RECORD_SUFFIX)
+        )
     return {
         "kind": "encoder",
         "name": weights.name,
@@ -392,10 +405,17 @@ def _encoder_weights_info(weights: Any, in_channels: int, verify: bool) -> dict[
         "preprocessing": weights.preprocessing,
         "metrics": list(weights.metrics),
         "cache": {
-            "download": {"path": str(weights.file.cache_path()), "status": download_status,
-                         "detail": download_detail},
-            "converted": {"path": str(converted), "status": converted_status,
-                          "detail": converted_detail, "in_channels": in_channels},
+            "download": {
+                "path": str(weights.file.cache_path()),
+                "status": download_status,
+                "detail": download_detail,
+            },
+            "converted": {
+                "path": str(converted),
+                "status": converted_status,
+                "detail": converted_detail,
+                "in_channels": in_channels,
+            },
         },
         "metafile": str(weights.metafile),
     }
@@ -409,38 +429,54 @@ def _task_weights_info(arch: str, tag: str, card: Any, verify: bool) -> dict[str
     info_: dict[str, Any] = {"kind": "task", "name": name}
     if hosted is not None:
         file = hosted.file
-        info_.update({
-            "recipe": str(hosted.recipe),
-            "url": file.url if file else None,
-            "sha256": file.sha256 if file else None,
-            "sha256_prefix": file.sha256_prefix if file else None,
-            "hash_check": file.hash_check if file else None,
-            "size_bytes": file.size_bytes if file else None,
-            "hosted": file is not None,
-            "licence": hosted.licence,
-            "licence_note": hosted.licence_note,
-            "dataset": hosted.dataset,
-            "classes": list(hosted.classes),
-            "preprocessing": hosted.preprocessing,
-            "metrics": list(hosted.metrics),
-            "metafile": str(hosted.metafile),
-        })
+        info_.update(
+            {
+                "recipe": str(hosted.recipe),
+                "url": file.url if file else None,
+                "sha256": file.sha256 if file else None,
+                "sha256_prefix": file.sha256_prefix if file else None,
+                "hash_check": file.hash_check if file else None,
+                "size_bytes": file.size_bytes if file else None,
+                "hosted": file is not None,
+                "licence": hosted.licence,
+                "licence_note": hosted.licence_note,
+                "dataset": hosted.dataset,
+                "classes": list(hosted.classes),
+                "preprocessing": hosted.preprocessing,
+                "metrics": list(hosted.metrics),
+                "metafile": str(hosted.metafile),
+            }
+        )
     else:
-        info_.update({"hosted": False, "metafile": None, "metrics": [],
-                      "licence": "yours: trained on this machine from your recipe"})
+        info_.update(
+            {
+                "hosted": False,
+                "metafile": None,
+                "metrics": [],
+                "licence": "yours: trained on this machine from your recipe",
+            }
+        )
     directory = zw.trained_dir(name)
-    status, detail = zw.check_trained(name) if verify else _presence(
-        directory / zw.TRAINED_WEIGHTS, directory / zw.TRAINED_RECORD)
+    status, detail = (
+        zw.check_trained(name)
+        if verify
+        else _presence(directory / zw.TRAINED_WEIGHTS, directory / zw.TRAINED_RECORD)
+    )
     record = zw.trained_record(name) or {}
-    trained: dict[str, Any] = {"path": str(zw.trained_dir(name) / zw.TRAINED_WEIGHTS),
-                               "status": status, "detail": detail}
+    trained: dict[str, Any] = {
+        "path": str(zw.trained_dir(name) / zw.TRAINED_WEIGHTS),
+        "status": status,
+        "detail": detail,
+    }
     if record:
-        trained.update({
-            "metrics": record.get("metrics", []),
-            "recipe_sha256": record.get("recipe_sha256"),
-            "created": record.get("created"),
-            "versions": {k: record.get(k) for k in ("kerasseg", "keras", "backend")},
-        })
+        trained.update(
+            {
+                "metrics": record.get("metrics", []),
+                "recipe_sha256": record.get("recipe_sha256"),
+                "created": record.get("created"),
+                "versions": {k: record.get(k) for k in ("kerasseg", "keras", "backend")},
+            }
+        )
         if hosted is not None and hosted.recipe.is_file():
             from kerasseg.zoo import recipes
 
@@ -487,24 +523,28 @@ def info(name: str, *, count_params: bool = False, verify: bool = False) -> dict
     arch = entry.name
     num_classes, input_shape = entry.default_num_classes, entry.default_input_shape
     weights: dict[str, Any] = {}
-    for key, weights_name in (card.encoder_weights.items() if card else []):
+    for key, weights_name in card.encoder_weights.items() if card else []:
         weights[key] = _encoder_weights_info(
-            _index().encoder_weights[weights_name], int(input_shape[2] or 3), verify)
+            _index().encoder_weights[weights_name], int(input_shape[2] or 3), verify
+        )
     tags = known_tags(arch)
-    for other in ([tag] if tag else list(tags)):
+    for other in [tag] if tag else list(tags):
         weights[other] = _task_weights_info(arch, other, card, verify)
     default = tag or (card.default_weights if card else None)
     if tag and "num_classes" in weights[tag]:
         num_classes, input_shape = weights[tag]["num_classes"], tuple(weights[tag]["input_shape"])
 
-    params, params_source = (card.params, "metafile (count_params() with the defaults)") if (
-        card and card.params) else (None, "not recorded in a metafile")
+    params, params_source = (
+        (card.params, "metafile (count_params() with the defaults)")
+        if (card and card.params)
+        else (None, "not recorded in a metafile")
+    )
     if params is None and count_params:
         params = int(get(arch, weights=None).count_params())
         params_source = "counted now (built with the defaults, random init)"
 
     metrics = []
-    for key, data in weights.items():
+    for data in weights.values():
         for record in data.get("metrics", []):
             metrics.append({"weights": data["name"], **record})
         for record in (data.get("trained") or {}).get("metrics", []):
@@ -518,9 +558,11 @@ def info(name: str, *, count_params: bool = False, verify: bool = False) -> dict
         "builder": f"{entry.builder.__module__}.{entry.builder.__qualname__}",
         "default_num_classes": num_classes,
         "default_input_shape": list(input_shape),
-        "input": {"shape": list(input_shape),
-                  "divisible_by": card.divisible_by if card else None,
-                  "range": "0..255 (the model normalises its input itself)"},
+        "input": {
+            "shape": list(input_shape),
+            "divisible_by": card.divisible_by if card else None,
+            "range": "0..255 (the model normalises its input itself)",
+        },
         "params": params,
         "params_source": params_source,
         "encoder": card.encoder if card else None,
@@ -581,7 +623,10 @@ def get(
     if config_tag is not None:
         recipe = _tag_recipe(arch, config_tag, card)
         base_classes, base_shape, model_kwargs = (
-            recipe.num_classes, recipe.input_shape, dict(recipe.model_kwargs))
+            recipe.num_classes,
+            recipe.input_shape,
+            dict(recipe.model_kwargs),
+        )
     classes = base_classes if num_classes is None else num_classes
     shape = base_shape if input_shape is None else tuple(input_shape)
     if choice.kind == "tag" and (classes != base_classes or shape[-1] != base_shape[-1]):
@@ -599,14 +644,23 @@ def get(
             )
         channels = int(shape[-1])
         command = f"kerasseg zoo download {name}" + (
-            f" --in-channels {channels}" if channels != 3 else "")
-        model_kwargs["encoder_weights"] = str(zw.encoder_weights_path(
-            encoder_weights_name(arch, choice.value), in_channels=channels, progress=progress,
-            command=command))
+            f" --in-channels {channels}" if channels != 3 else ""
+        )
+        model_kwargs["encoder_weights"] = str(
+            zw.encoder_weights_path(
+                encoder_weights_name(arch, choice.value),
+                in_channels=channels,
+                progress=progress,
+                command=command,
+            )
+        )
     model = entry.builder(num_classes=classes, input_shape=shape, **model_kwargs)
     if choice.kind in ("tag", "file"):
-        path = _tag_weights_path(arch, choice.value, card, progress) if choice.kind == "tag" else (
-            Path(choice.value))
+        path = (
+            _tag_weights_path(arch, choice.value, card, progress)
+            if choice.kind == "tag"
+            else (Path(choice.value))
+        )
         try:
             model.load_weights(path)
         except Exception as error:  # Keras raises several types for incompatible files.
@@ -641,6 +695,11 @@ def download(name: str, *, in_channels: int | None = None, progress: bool = True
         return []
     if choice.kind == "encoder":
         channels = in_channels or int(entry.default_input_shape[-1] or 3)
-        return [zw.encoder_weights_path(encoder_weights_name(entry.name, choice.value),
-                                        in_channels=channels, progress=progress)]
+        return [
+            zw.encoder_weights_path(
+                encoder_weights_name(entry.name, choice.value),
+                in_channels=channels,
+                progress=progress,
+            )
+        ]
     return [_tag_weights_path(entry.name, choice.value, card, progress)]

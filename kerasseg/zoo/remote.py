@@ -157,8 +157,7 @@ class RemoteFile:
             raise ValueError(f"`sha256` must be 64 lowercase hex digits, got {self.sha256!r}.")
         if self.sha256_prefix is not None and not _SHA256_PREFIX.match(str(self.sha256_prefix)):
             raise ValueError(
-                f"`sha256_prefix` must be 8 to 63 lowercase hex digits, got "
-                f"{self.sha256_prefix!r}."
+                f"`sha256_prefix` must be 8 to 63 lowercase hex digits, got {self.sha256_prefix!r}."
             )
         if not self.filename:
             raise ValueError(f"`url` {self.url!r} does not end with a file name.")
@@ -270,8 +269,10 @@ def fetch(
         looked = [*also_looked, (path, f"download of {file.url}")]
         raise WeightsNotAvailableError(
             unavailable_message(
-                what, looked, command or "kerasseg zoo download NAME",
-                f"not in the cache, and {ENV_OFFLINE}=1 forbids downloading"
+                what,
+                looked,
+                command or "kerasseg zoo download NAME",
+                f"not in the cache, and {ENV_OFFLINE}=1 forbids downloading",
             )
         )
     source = mirrored_url(file.url)
@@ -317,9 +318,11 @@ def _http_download(url: str, destination: Path, *, progress: bool) -> None:
 
 
 def _copy_local(source: str, destination: Path) -> None:
-    local = Path(urllib.parse.unquote(urllib.parse.urlsplit(source).path)) if source.startswith(
-        "file://"
-    ) else Path(source)
+    local = (
+        Path(urllib.parse.unquote(urllib.parse.urlsplit(source).path))
+        if source.startswith("file://")
+        else Path(source)
+    )
     if not local.is_file():
         raise DownloadError(
             f"The mirror has no file {local} ({ENV_MIRROR}={mirror()}); the mirror must keep the "

@@ -37,8 +37,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from kerasseg.zoo import remote as dl
 from kerasseg.zoo import metafiles
+from kerasseg.zoo import remote as dl
 from kerasseg.zoo.metafiles import EncoderWeights
 
 logger = logging.getLogger(__name__)
@@ -79,8 +79,7 @@ def versions() -> dict[str, str]:
 
     from kerasseg import __version__
 
-    return {"kerasseg": __version__, "keras": keras.__version__,
-            "backend": keras.backend.backend()}
+    return {"kerasseg": __version__, "keras": keras.__version__, "backend": keras.backend.backend()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,7 +200,8 @@ def encoder_weights_path(
     if status == "corrupt":
         logger.warning(
             "Cached converted weights %s are corrupt or stale (%s); converting them again.",
-            path, detail,
+            path,
+            detail,
         )
         path.unlink()
     checkpoint = dl.fetch(
@@ -217,17 +217,20 @@ def encoder_weights_path(
     report = convert.convert_torchvision_file(
         weights.encoder, checkpoint, path, in_channels=in_channels
     )
-    write_json_atomic(_record_path(path), {
-        **file_record(path),
-        "weights": weights.name,
-        "encoder": weights.encoder,
-        "in_channels": in_channels,
-        "source_url": weights.file.url,
-        "source_sha256": dl.sha256_file(checkpoint),
-        "conversion": str(report),
-        "created": now(),
-        **versions(),
-    })
+    write_json_atomic(
+        _record_path(path),
+        {
+            **file_record(path),
+            "weights": weights.name,
+            "encoder": weights.encoder,
+            "in_channels": in_channels,
+            "source_url": weights.file.url,
+            "source_sha256": dl.sha256_file(checkpoint),
+            "conversion": str(report),
+            "created": now(),
+            **versions(),
+        },
+    )
     logger.info("Converted %s to %s (%s)", checkpoint, path, report)
     return path
 
@@ -256,7 +259,8 @@ def trained_names() -> list[str]:
     if not root.is_dir():
         return []
     return sorted(
-        p.name for p in root.iterdir()
+        p.name
+        for p in root.iterdir()
         if p.is_dir() and not p.name.startswith(".") and (p / TRAINED_RECORD).is_file()
     )
 
@@ -273,11 +277,15 @@ def trained_weights_path(name: str, *, recipe: Path | None = None) -> Path:
     if status == "ok":
         return directory / TRAINED_WEIGHTS
     if status == "corrupt":
-        logger.warning("Trained weights of %s in %s are corrupt (%s); not using them.",
-                       name, directory, detail)
+        logger.warning(
+            "Trained weights of %s in %s are corrupt (%s); not using them.", name, directory, detail
+        )
     recipe_note = f" (recipe: {recipe})" if recipe else ""
-    state = (f"the trained copy is corrupt: {detail}" if status == "corrupt"
-             else "they were not trained on this machine")
+    state = (
+        f"the trained copy is corrupt: {detail}"
+        if status == "corrupt"
+        else "they were not trained on this machine"
+    )
     raise dl.WeightsNotAvailableError(
         f"No usable weights for {name!r}: they are not hosted anywhere (no metafile lists a "
         f"URL for them) and {state}.\nLooked for:\n  {directory / TRAINED_WEIGHTS}\n"
@@ -352,6 +360,7 @@ def verify(names: list[str] | None = None) -> list[CacheEntry]:
             entries.append(CacheEntry("download", name, hosted.file.cache_path(), status, detail))
         status, detail = check_trained(name)
         if hosted is None or hosted.file is None or status != "missing":
-            entries.append(CacheEntry("trained", name, trained_dir(name) / TRAINED_WEIGHTS,
-                                      status, detail))
+            entries.append(
+                CacheEntry("trained", name, trained_dir(name) / TRAINED_WEIGHTS, status, detail)
+            )
     return entries

@@ -27,7 +27,9 @@ def padded_target():
 def test_resize_scales_boxes():
     image, target = T.resize(ramp_image(20, 40), padded_target(), (10, 10))
     assert image.shape == (10, 10, 3) and image.dtype == tf.float32
-    np.testing.assert_allclose(target["boxes"].numpy(), [[0.5, 0.5, 1.25, 2], [0, 0, 2.5, 10], [0, 0, 0, 0]])
+    np.testing.assert_allclose(
+        target["boxes"].numpy(), [[0.5, 0.5, 1.25, 2], [0, 0, 2.5, 10], [0, 0, 0, 0]]
+    )
     np.testing.assert_array_equal(target["classes"], [3, 0, -1])
     np.testing.assert_array_equal(target["difficult"], [True, False, False])
 
@@ -39,10 +41,14 @@ def test_letterbox_hand_worked_and_inverse():
     assert image.shape == (40, 40, 3)
     np.testing.assert_allclose(image.numpy()[10:30], original, atol=1e-4)
     assert np.all(image.numpy()[:10] == 114.0) and np.all(image.numpy()[30:] == 114.0)
-    np.testing.assert_allclose(target["boxes"].numpy(), [[2, 11, 5, 14], [0, 10, 10, 30], [0, 0, 0, 0]])
+    np.testing.assert_allclose(
+        target["boxes"].numpy(), [[2, 11, 5, 14], [0, 10, 10, 30], [0, 0, 0, 0]]
+    )
     # Downscale: 20x40 into 16x16 -> scale 0.4, content 8x16 at y offset 4.
     _, small = T.letterbox(original, padded_target(), (16, 16))
-    np.testing.assert_allclose(small["boxes"].numpy()[:2], [[0.8, 4.4, 2.0, 5.6], [0, 4, 4, 12]], atol=1e-5)
+    np.testing.assert_allclose(
+        small["boxes"].numpy()[:2], [[0.8, 4.4, 2.0, 5.6], [0, 4, 4, 12]], atol=1e-5
+    )
     back = T.unletterbox_boxes(small["boxes"][:2], (20, 40), (16, 16))
     np.testing.assert_allclose(back.numpy(), padded_target()["boxes"][:2], atol=1e-5)
     # Top-left placement.
@@ -53,8 +59,12 @@ def test_letterbox_hand_worked_and_inverse():
 def test_flip_hand_worked_and_involution():
     original = ramp_image(6, 10)
     image, target = T.flip_horizontal(original, padded_target())
-    np.testing.assert_allclose(target["boxes"].numpy(), [[5, 1, 8, 4], [0, 0, 10, 20], [0, 0, 0, 0]])
-    np.testing.assert_array_equal(image.numpy()[:, :, 0], 9 - original[:, :, 0])  # x -> W - 1 - x per pixel
+    np.testing.assert_allclose(
+        target["boxes"].numpy(), [[5, 1, 8, 4], [0, 0, 10, 20], [0, 0, 0, 0]]
+    )
+    np.testing.assert_array_equal(
+        image.numpy()[:, :, 0], 9 - original[:, :, 0]
+    )  # x -> W - 1 - x per pixel
     twice_image, twice = T.flip_horizontal(image, target)
     np.testing.assert_allclose(twice["boxes"].numpy(), padded_target()["boxes"])
     np.testing.assert_allclose(twice_image.numpy(), original)
@@ -67,7 +77,9 @@ def test_random_flip_probabilities_and_batch_independence():
     never, kept = T.random_flip_horizontal(batch, target, probability=0.0)
     np.testing.assert_allclose(kept["boxes"].numpy(), boxes)
     np.testing.assert_allclose(never.numpy(), batch)
-    images, flipped = T.random_flip_horizontal(batch, target, probability=0.5, seed=tf.constant([1, 2]))
+    images, flipped = T.random_flip_horizontal(
+        batch, target, probability=0.5, seed=tf.constant([1, 2])
+    )
     was_flipped = flipped["boxes"].numpy()[:, 0, 0] == 5
     assert 0 < was_flipped.sum() < 16  # independent per image (seeded: not all equal)
     for i in range(16):
@@ -125,6 +137,8 @@ def test_from_keras_dict_densifies_ragged_keras_cv_output():
     }
     _, target = T.from_keras_dict(ragged, max_boxes=3, labels_key="classes")
     np.testing.assert_array_equal(target["classes"], [[2, -1, -1], [-1, -1, -1]])
-    np.testing.assert_allclose(target["boxes"].numpy()[0], [[1, 1, 2, 2], [0, 0, 0, 0], [0, 0, 0, 0]])
+    np.testing.assert_allclose(
+        target["boxes"].numpy()[0], [[1, 1, 2, 2], [0, 0, 0, 0], [0, 0, 0, 0]]
+    )
     with pytest.raises(ValueError, match="max_boxes"):
         T.from_keras_dict(ragged, labels_key="classes")

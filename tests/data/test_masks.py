@@ -13,7 +13,7 @@ def _write(path, array, mode=None):
 
 def _folder(tmp_path, names=("1", "2", "10"), size=(16, 24), mask_value=255):
     rng = np.random.default_rng(0)
-    for index, name in enumerate(names):
+    for _index, name in enumerate(names):
         image = rng.integers(0, 256, size, dtype=np.uint8)
         mask = np.where(image > 128, mask_value, 0).astype(np.uint8)
         _write(tmp_path / "images" / f"{name}.png", image)
@@ -33,8 +33,12 @@ def test_pairs_in_natural_order_and_maps_mask_values(tmp_path):
 
 def test_grayscale_is_replicated_to_rgb_and_rgb_converted_to_gray(tmp_path):
     images_dir, masks_dir = _folder(tmp_path, names=("a",))
-    rgb, _ = SegmentationFolder(images_dir, masks_dir, channels=3, mask_values={0: 0, 255: 1}).load()
-    gray, _ = SegmentationFolder(images_dir, masks_dir, channels=1, mask_values={0: 0, 255: 1}).load()
+    rgb, _ = SegmentationFolder(
+        images_dir, masks_dir, channels=3, mask_values={0: 0, 255: 1}
+    ).load()
+    gray, _ = SegmentationFolder(
+        images_dir, masks_dir, channels=1, mask_values={0: 0, 255: 1}
+    ).load()
     np.testing.assert_array_equal(rgb, np.repeat(gray, 3, axis=-1))
 
 
@@ -49,7 +53,10 @@ def test_sixteen_bit_images_are_scaled_to_0_255(tmp_path):
 def test_missing_and_extra_masks_are_listed(tmp_path):
     images_dir, masks_dir = _folder(tmp_path)
     (masks_dir / "2.png").rename(masks_dir / "20.png")
-    with pytest.raises(ValueError, match=r"images without a mask: \['2.png'\]; masks without an image: \['20.png'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"images without a mask: \['2.png'\]; masks without an image: \['20.png'\]",
+    ):
         SegmentationFolder(images_dir, masks_dir)
 
 
@@ -69,7 +76,9 @@ def test_size_mismatch_names_both_files(tmp_path):
 def test_unknown_mask_values_name_the_file(tmp_path):
     images_dir, masks_dir = _folder(tmp_path, names=("a",), mask_value=200)
     folder = SegmentationFolder(images_dir, masks_dir, mask_values={0: 0, 255: 1})
-    with pytest.raises(ValueError, match=r"Mask '.*masks/a.png' has values \[200\] that are not keys"):
+    with pytest.raises(
+        ValueError, match=r"Mask '.*masks/a.png' has values \[200\] that are not keys"
+    ):
         folder.load()
 
 
@@ -100,7 +109,9 @@ def test_dataset_augments_image_and_mask_jointly_and_is_reproducible(tmp_path):
     folder = SegmentationFolder(images_dir, masks_dir, channels=1, mask_values={0: 0, 255: 1})
 
     def batches(seed):
-        data = folder.dataset(batch_size=2, crop_size=(16, 16), augment=True, shuffle=True, repeat=True, seed=seed)
+        data = folder.dataset(
+            batch_size=2, crop_size=(16, 16), augment=True, shuffle=True, repeat=True, seed=seed
+        )
         return [(x.numpy(), y.numpy()) for x, y in data.take(4)]
 
     first, again, other = batches(3), batches(3), batches(4)
@@ -117,7 +128,7 @@ def test_dataset_augments_image_and_mask_jointly_and_is_reproducible(tmp_path):
 def test_dataset_without_augmentation_centre_crops_and_decodes_errors_lazily(tmp_path):
     images_dir, masks_dir = _folder(tmp_path, names=("a", "b"), size=(20, 20))
     folder = SegmentationFolder(images_dir, masks_dir, channels=1, mask_values={0: 0, 255: 1})
-    (images, masks), = list(folder.dataset(batch_size=2, crop_size=(10, 10)))
+    ((images, _masks),) = list(folder.dataset(batch_size=2, crop_size=(10, 10)))
     full, _ = folder.load()
     np.testing.assert_array_equal(images.numpy(), full[:, 5:15, 5:15])
     with pytest.raises(IndexError, match="the folder has 2 pairs"):

@@ -45,7 +45,10 @@ def test_bccd_parses_every_image_and_matches_the_readme_counts(bccd_root, caplog
     assert report.clipped_boxes == 0 and report.images_without_boxes == 0
     # The degenerate boxes are reported by file name, in the log and in the report.
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    for name, box in (("BloodImage_00338.xml", "[504, 337, 504, 337]"), ("BloodImage_00343.xml", "[181, 329, 181, 329]")):
+    for name, box in (
+        ("BloodImage_00338.xml", "[504, 337, 504, 337]"),
+        ("BloodImage_00343.xml", "[181, 329, 181, 329]"),
+    ):
         assert any(name in m and box in m and "degenerate" in m for m in messages), messages
         assert any(name in p for p in report.problems)
     assert any("Dropped 2 boxes: 2 degenerate" in m for m in messages)  # the summary
@@ -93,16 +96,20 @@ def test_bccd_resize_letterbox_and_flip_move_the_boxes(bccd):
     np.testing.assert_allclose(resized["boxes"][: record.num_boxes], record.boxes / 2, rtol=1e-6)
     image, boxed = next(iter(bccd.to_dataset(image_size=(320, 320), letterbox=True, pad_value=114)))
     assert image.shape == (320, 320, 3)
-    np.testing.assert_allclose(boxed["boxes"][: record.num_boxes], record.boxes / 2 + [0, 40, 0, 40], rtol=1e-6)
+    np.testing.assert_allclose(
+        boxed["boxes"][: record.num_boxes], record.boxes / 2 + [0, 40, 0, 40], rtol=1e-6
+    )
     assert np.all(image.numpy()[:40] == 114)
 
     def flips(seed):
         dataset = bccd.to_dataset(image_size=(48, 64), flip=True, seed=seed)
         out = []
-        for (image, target), rec in zip(dataset.take(8), bccd.records):
+        for (_image, target), rec in zip(dataset.take(8), bccd.records):
             n = rec.num_boxes
             scaled = rec.boxes / 10
-            mirrored = np.stack([64 - scaled[:, 2], scaled[:, 1], 64 - scaled[:, 0], scaled[:, 3]], 1)
+            mirrored = np.stack(
+                [64 - scaled[:, 2], scaled[:, 1], 64 - scaled[:, 0], scaled[:, 3]], 1
+            )
             got = target["boxes"][:n].numpy()
             flipped = np.allclose(got, mirrored, atol=1e-4)
             assert flipped or np.allclose(got, scaled, atol=1e-4)
@@ -116,14 +123,20 @@ def test_bccd_resize_letterbox_and_flip_move_the_boxes(bccd):
 
 def test_bccd_max_boxes_overflow_is_never_silent(bccd_root, caplog):
     annotations = voc.load_voc(bccd_root, "test")
-    with pytest.raises(ValueError, match=r"images have more than max_boxes=10 boxes: .*BloodImage_\d+\.xml \(\d+ boxes\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"images have more than max_boxes=10 boxes: .*BloodImage_\d+\.xml \(\d+ boxes\)",
+    ):
         annotations.to_dataset(max_boxes=10)
     excess = sum(max(0, r.num_boxes - 10) for r in annotations.records)
     over = [Path(r.source).name for r in annotations.records if r.num_boxes > 10]
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         dataset = annotations.to_dataset(max_boxes=10, on_overflow="warn")
     assert annotations.report.dropped_boxes["over max_boxes"] == excess > 0
-    assert any(over[0] in r.getMessage() and "exceed max_boxes=10" in r.getMessage() for r in caplog.records)
+    assert any(
+        over[0] in r.getMessage() and "exceed max_boxes=10" in r.getMessage()
+        for r in caplog.records
+    )
     assert next(iter(dataset))[1]["boxes"].shape == (10, 4)
 
 
@@ -137,7 +150,11 @@ def _object(name, box, difficult=0):
 
 
 def _xml(filename, objects, size=(40, 30)):
-    size_tag = f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>" if size else ""
+    size_tag = (
+        f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>"
+        if size
+        else ""
+    )
     return f"<annotation><filename>{filename}</filename>{size_tag}{''.join(objects)}</annotation>"
 
 
@@ -149,10 +166,18 @@ def synthetic_voc(tmp_path):
         (root / folder).mkdir(parents=True)
     files = {
         "good": [_object("cat", (1, 2, 11, 12)), _object("dog", (5, 5, 20, 25), difficult=1)],
-        "degenerate": [_object("cat", (10, 10, 10, 20)), _object("dog", (8, 8, 4, 12)), _object("cat", (0, 0, 5, 5))],
+        "degenerate": [
+            _object("cat", (10, 10, 10, 20)),
+            _object("dog", (8, 8, 4, 12)),
+            _object("cat", (0, 0, 5, 5)),
+        ],
         "outside": [_object("dog", (-5, 20, 10, 40)), _object("cat", (50, 0, 60, 10))],
         "unknown": [_object("horse", (1, 1, 5, 5)), _object("cat", (1, 1, 6, 6))],
-        "malformed": [_object("cat", ("abc", 1, 5, 5)), _object(None, (1, 1, 5, 5)), _object("cat", (2, 2, 7, 7))],
+        "malformed": [
+            _object("cat", ("abc", 1, 5, 5)),
+            _object(None, (1, 1, 5, 5)),
+            _object("cat", (2, 2, 7, 7)),
+        ],
         "nosize": [_object("dog", (1, 1, 39, 29))],
         "wrongsize": [_object("dog", (1, 1, 39, 29))],
         "noimage": [_object("cat", (1, 1, 5, 5))],
@@ -178,7 +203,10 @@ def test_synthetic_problems_are_each_reported_with_their_file(synthetic_voc, cap
     expectations = [
         ("degenerate.xml", "object #0 (cat): degenerate box [10, 10, 10, 20] (zero width/height)"),
         ("degenerate.xml", "object #1 (dog): degenerate box [8, 8, 4, 12] (inverted (max < min))"),
-        ("outside.xml", "object #0 (dog): box [-5, 20, 10, 40] extends outside the 40x30 image; clipped to [0, 20, 10, 30]"),
+        (
+            "outside.xml",
+            "object #0 (dog): box [-5, 20, 10, 40] extends outside the 40x30 image; clipped to [0, 20, 10, 30]",
+        ),
         ("outside.xml", "object #1 (cat): box [50, 0, 60, 10] lies outside the 40x30 image"),
         ("unknown.xml", "class 'horse' is not in class_names"),
         ("malformed.xml", "object #0 (cat): malformed <bndbox>"),
@@ -189,11 +217,27 @@ def test_synthetic_problems_are_each_reported_with_their_file(synthetic_voc, cap
         ("missingxml.xml", "image skipped: annotation file not found"),
     ]
     for file, message in expectations:
-        assert any(file in line and message in line for line in text.splitlines()), (file, message, text)
-        assert any(file in line and message in line for line in logged.splitlines()), (file, message)
-    assert dict(report.dropped_boxes) == {"degenerate": 2, "outside image": 1, "unknown class": 1, "malformed": 2}
+        assert any(file in line and message in line for line in text.splitlines()), (
+            file,
+            message,
+            text,
+        )
+        assert any(file in line and message in line for line in logged.splitlines()), (
+            file,
+            message,
+        )
+    assert dict(report.dropped_boxes) == {
+        "degenerate": 2,
+        "outside image": 1,
+        "unknown class": 1,
+        "malformed": 2,
+    }
     assert report.clipped_boxes == 1
-    assert sorted(Path(f).name for f, _ in report.skipped_images) == ["broken.xml", "missingxml.xml", "noimage.xml"]
+    assert sorted(Path(f).name for f, _ in report.skipped_images) == [
+        "broken.xml",
+        "missingxml.xml",
+        "noimage.xml",
+    ]
     assert report.num_images == 7 and report.num_boxes == 8
     assert report.class_counts == {"cat": 4, "dog": 4}
     assert "Dropped 6 boxes" in report.summary() and "Skipped 3 images" in report.summary()
@@ -211,7 +255,9 @@ def test_synthetic_problems_are_each_reported_with_their_file(synthetic_voc, cap
 def test_discovered_classes_skip_difficult_and_strict(synthetic_voc):
     discovered = voc.load_voc(synthetic_voc, "train")
     assert discovered.class_names == ["cat", "dog", "horse"]
-    no_difficult = voc.load_voc(synthetic_voc, "train", class_names=["cat", "dog"], skip_difficult=True)
+    no_difficult = voc.load_voc(
+        synthetic_voc, "train", class_names=["cat", "dog"], skip_difficult=True
+    )
     assert no_difficult.report.dropped_boxes["difficult"] == 1
     good = next(r for r in no_difficult.records if r.image_id == "good")
     assert good.num_boxes == 1 and not good.extras["difficult"].any()

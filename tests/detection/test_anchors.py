@@ -46,7 +46,11 @@ def test_multi_level_order_and_counts():
     np.testing.assert_allclose(all_anchors[: 9 * sizes[0]], keras.ops.convert_to_numpy(levels[0]))
     # P3: base size 32 x scales (1, 2^(1/3), 2^(2/3)) x 3 ratios; the ratio keeps the area.
     areas = (all_anchors[:9, 2] - all_anchors[:9, 0]) * (all_anchors[:9, 3] - all_anchors[:9, 1])
-    np.testing.assert_allclose(np.sort(areas), np.sort(np.repeat([32**2, 32**2 * 2 ** (2 / 3), 32**2 * 2 ** (4 / 3)], 3)), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.sort(areas),
+        np.sort(np.repeat([32**2, 32**2 * 2 ** (2 / 3), 32**2 * 2 ** (4 / 3)], 3)),
+        rtol=1e-5,
+    )
 
 
 def test_config_round_trip_and_errors():
@@ -86,7 +90,10 @@ def test_dynamic_image_size_in_a_traced_graph():
     [
         # RetinaNet (torchvision.models.detection.retinanet): truncated 2^(k/3) sizes.
         (
-            tuple((x, int(x * 2 ** (1.0 / 3)), int(x * 2 ** (2.0 / 3))) for x in [32, 64, 128, 256, 512]),
+            tuple(
+                (x, int(x * 2 ** (1.0 / 3)), int(x * 2 ** (2.0 / 3)))
+                for x in [32, 64, 128, 256, 512]
+            ),
             ((0.5, 1.0, 2.0),) * 5,
             (8, 16, 32, 64, 128),
         ),
@@ -145,4 +152,7 @@ def test_parity_with_torchvision_ssd_default_boxes(use_steps):
     )
     assert ours.num_anchors_per_location() == reference.num_anchors_per_location()
     np.testing.assert_allclose(ours.numpy((height, width), feature_sizes), expected, atol=2e-3)
-    assert math.isclose(float(expected.shape[0]), sum(h * w * a for (h, w), a in zip(feature_sizes, ours.num_anchors_per_location())))
+    assert math.isclose(
+        float(expected.shape[0]),
+        sum(h * w * a for (h, w), a in zip(feature_sizes, ours.num_anchors_per_location())),
+    )

@@ -20,7 +20,7 @@ def _np(x):
 
 # Both implementations must give the same answers; each test runs on both.
 IMPLEMENTATIONS = {
-    "keras": lambda name: (lambda *a, **k: _np(getattr(kboxes, name)(*a, **k))),
+    "keras": lambda name: lambda *a, **k: _np(getattr(kboxes, name)(*a, **k)),
     "numpy": lambda name: getattr(boxes_np, name),
 }
 
@@ -54,7 +54,8 @@ def test_format_conversions_hand_worked(impl):
         convert([0.05, 0.2, 0.1, 0.4], "rel_xywh", "xyxy", image_shape=(100, 200)), [10, 20, 30, 60]
     )
     np.testing.assert_allclose(
-        convert([0.1, 0.4, 0.1, 0.4], "rel_cxcywh", "yxyx", image_shape=(100, 200)), [20, 10, 60, 30]
+        convert([0.1, 0.4, 0.1, 0.4], "rel_cxcywh", "yxyx", image_shape=(100, 200)),
+        [20, 10, 60, 30],
     )
 
 
@@ -82,7 +83,9 @@ def test_iou_and_giou_hand_worked(impl):
     expected_giou = [[1 / 7 - 2 / 9, -4 / 9, 1], [-4 / 9, -7 / 9, 1 / 4]]
     np.testing.assert_allclose(giou, expected_giou, rtol=1e-6)
     np.testing.assert_allclose(impl("elementwise_iou")(a, b[:2]), [1 / 7, 0], rtol=1e-6)
-    np.testing.assert_allclose(impl("elementwise_giou")(a, b[:2]), [1 / 7 - 2 / 9, -7 / 9], rtol=1e-6)
+    np.testing.assert_allclose(
+        impl("elementwise_giou")(a, b[:2]), [1 / 7 - 2 / 9, -7 / 9], rtol=1e-6
+    )
 
 
 def test_degenerate_boxes_give_zero_not_nan(impl):
@@ -95,11 +98,15 @@ def test_degenerate_boxes_give_zero_not_nan(impl):
 def test_clip_and_validity(impl):
     boxes = np.array([[-5.0, -5, 10, 10], [50, 20, 300, 90], [250, 0, 260, 10], [1, 1, 1, 5]])
     clipped = impl("clip_to_image")(boxes, (80, 200))  # height 80, width 200
-    np.testing.assert_allclose(clipped, [[0, 0, 10, 10], [50, 20, 200, 80], [200, 0, 200, 10], [1, 1, 1, 5]])
+    np.testing.assert_allclose(
+        clipped, [[0, 0, 10, 10], [50, 20, 200, 80], [200, 0, 200, 10], [1, 1, 1, 5]]
+    )
     valid = impl("is_valid")(clipped)
     np.testing.assert_array_equal(np.asarray(valid, bool), [True, True, False, False])
     np.testing.assert_array_equal(
-        np.asarray(impl("is_valid")(np.array([[0, 0, 3, 3], [0, 0, np.nan, 3]]), min_size=2.5), bool),
+        np.asarray(
+            impl("is_valid")(np.array([[0, 0, 3, 3], [0, 0, np.nan, 3]]), min_size=2.5), bool
+        ),
         [True, False],
     )
     # per-image bounds for a batch
@@ -112,8 +119,12 @@ def test_encode_hand_worked_and_clip(impl):
     anchor = np.array([0.0, 0, 10, 20])  # centre (5, 10), w 10, h 20
     box = np.array([5.0, 10, 25, 30])  # centre (15, 20), w 20, h 20
     deltas = impl("encode")(box, anchor, variances=(0.1, 0.1, 0.2, 0.2))
-    np.testing.assert_allclose(deltas, [(15 - 5) / 10 / 0.1, (20 - 10) / 20 / 0.1, math.log(2) / 0.2, 0.0], rtol=1e-6)
-    np.testing.assert_allclose(impl("decode")(deltas, anchor, variances=(0.1, 0.1, 0.2, 0.2)), box, rtol=1e-5)
+    np.testing.assert_allclose(
+        deltas, [(15 - 5) / 10 / 0.1, (20 - 10) / 20 / 0.1, math.log(2) / 0.2, 0.0], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        impl("decode")(deltas, anchor, variances=(0.1, 0.1, 0.2, 0.2)), box, rtol=1e-5
+    )
     # An absurd size delta is clipped to log(1000/16): the box is 62.5x its anchor.
     wild = impl("decode")(np.array([0.0, 0, 50, 50]), anchor)
     np.testing.assert_allclose(wild[2] - wild[0], 10 * 1000 / 16, rtol=1e-5)
@@ -129,7 +140,9 @@ def test_round_trip_batched(impl):
     for variances in [(1.0, 1.0, 1.0, 1.0), (0.1, 0.1, 0.2, 0.2)]:
         deltas = impl("encode")(gt, anchors, variances=variances)
         assert deltas.shape == (2, 50, 4)
-        np.testing.assert_allclose(impl("decode")(deltas, anchors, variances=variances), gt, atol=2e-3)
+        np.testing.assert_allclose(
+            impl("decode")(deltas, anchors, variances=variances), gt, atol=2e-3
+        )
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -141,7 +154,10 @@ def test_bad_inputs_raise_clear_errors():
         kboxes.pairwise_iou(np.zeros((3, 5)), np.zeros((3, 4)))
     with pytest.raises(ValueError, match="variances"):
         boxes_np.encode(np.zeros((1, 4)), np.ones((1, 4)), variances=(0.1, 0.1, 0.2))
-    with pytest.raises(ValueError, match=r"`detections`.*x_max >= x_min.*box \(1,\) is \[5\.0, 5\.0, 2\.0, 9\.0\].*'xywh'"):
+    with pytest.raises(
+        ValueError,
+        match=r"`detections`.*x_max >= x_min.*box \(1,\) is \[5\.0, 5\.0, 2\.0, 9\.0\].*'xywh'",
+    ):
         boxes_np.check_boxes([[0, 0, 1, 1], [5, 5, 2, 9]], name="detections")
     with pytest.raises(ValueError, match="non-finite"):
         boxes_np.check_boxes([[0, 0, np.inf, 1]])
@@ -175,7 +191,9 @@ def test_parity_with_torchvision_ops(impl):
     rng = np.random.default_rng(0)
     a, b = random_boxes(rng, (40,)), random_boxes(rng, (30,))
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    np.testing.assert_allclose(impl("pairwise_iou")(a, b), tv_ops.box_iou(ta, tb).numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        impl("pairwise_iou")(a, b), tv_ops.box_iou(ta, tb).numpy(), atol=1e-6
+    )
     np.testing.assert_allclose(
         impl("pairwise_giou")(a, b), tv_ops.generalized_box_iou(ta, tb).numpy(), atol=1e-6
     )
@@ -184,7 +202,9 @@ def test_parity_with_torchvision_ops(impl):
         for dst in ("xyxy", "xywh", "cxcywh"):
             source = tv_ops.box_convert(ta, "xyxy", src).numpy()
             expected = tv_ops.box_convert(torch.from_numpy(source), src, dst).numpy()
-            np.testing.assert_allclose(impl("convert_format")(source, src, dst), expected, atol=1e-4)
+            np.testing.assert_allclose(
+                impl("convert_format")(source, src, dst), expected, atol=1e-4
+            )
     np.testing.assert_allclose(
         impl("clip_to_image")(a * 1.5 - 20, (90, 110)),
         tv_ops.clip_boxes_to_image(torch.from_numpy(a * 1.5 - 20), (90, 110)).numpy(),
@@ -222,9 +242,13 @@ def test_box_coder_parity_with_torchvision(impl):
     raw = rng.normal(0, 2, (64, 4)).astype(np.float32)
     raw[:5, 2:] = 80.0
     expected_boxes = coder.decode_single(torch.from_numpy(raw), torch.from_numpy(anchors)).numpy()
-    np.testing.assert_allclose(impl("decode")(raw, anchors, variances=variances), expected_boxes, rtol=1e-4, atol=1e-2)
+    np.testing.assert_allclose(
+        impl("decode")(raw, anchors, variances=variances), expected_boxes, rtol=1e-4, atol=1e-2
+    )
     # The class form agrees too.
     keras_coder = kboxes.BoxCoder.from_weights((10.0, 10.0, 5.0, 5.0))
     np.testing.assert_allclose(_np(keras_coder.encode(gt, anchors)), expected, rtol=1e-4, atol=1e-4)
     restored = kboxes.BoxCoder.from_config(keras_coder.get_config())
-    np.testing.assert_allclose(_np(restored.decode(raw, anchors)), expected_boxes, rtol=1e-4, atol=1e-2)
+    np.testing.assert_allclose(
+        _np(restored.decode(raw, anchors)), expected_boxes, rtol=1e-4, atol=1e-2
+    )

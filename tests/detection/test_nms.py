@@ -36,11 +36,22 @@ def test_hand_worked_threshold_and_ties():
     # IoU([0,0,3,1], [1,0,4,1]) = 2 / 4 = 0.5 exactly: kept at threshold 0.5 (strict >).
     boxes = np.array([[0, 0, 3, 1], [1, 0, 4, 1], [10, 10, 11, 11], [0, 0, 3, 1]], np.float32)
     scores = np.array([0.9, 0.8, 0.7, 0.9], np.float32)
-    assert kept(*non_max_suppression(boxes, scores, max_output_size=4, iou_threshold=0.5)) == [0, 1, 2]
+    assert kept(*non_max_suppression(boxes, scores, max_output_size=4, iou_threshold=0.5)) == [
+        0,
+        1,
+        2,
+    ]
     # Below 0.5 box 1 goes; box 3 (duplicate of 0, same score) loses the tie to the lower index.
-    assert kept(*non_max_suppression(boxes, scores, max_output_size=4, iou_threshold=0.49)) == [0, 2]
+    assert kept(*non_max_suppression(boxes, scores, max_output_size=4, iou_threshold=0.49)) == [
+        0,
+        2,
+    ]
     # score_threshold is strict too: a score equal to it is dropped.
-    assert kept(*non_max_suppression(boxes, scores, max_output_size=4, iou_threshold=0.5, score_threshold=0.8)) == [0]
+    assert kept(
+        *non_max_suppression(
+            boxes, scores, max_output_size=4, iou_threshold=0.5, score_threshold=0.8
+        )
+    ) == [0]
     # max_output_size caps and pads.
     indices, num = non_max_suppression(boxes, scores, max_output_size=2, iou_threshold=0.5)
     assert keras.ops.convert_to_numpy(indices).tolist() == [0, 1] and int(num) == 2
@@ -57,17 +68,29 @@ def test_parity_with_tf_image_non_max_suppression():
             boxes[60:70] = boxes[:10]
         iou_threshold = [0.3, 0.5, 0.7][trial % 3]
         score_threshold = [float("-inf"), 0.2][trial % 2]
-        expected = tf.image.non_max_suppression(
-            boxes, scores, 120, iou_threshold, score_threshold
-        ).numpy().tolist()
-        ours = kept(*non_max_suppression(boxes, scores, max_output_size=120, iou_threshold=iou_threshold, score_threshold=score_threshold))
+        expected = (
+            tf.image.non_max_suppression(boxes, scores, 120, iou_threshold, score_threshold)
+            .numpy()
+            .tolist()
+        )
+        ours = kept(
+            *non_max_suppression(
+                boxes,
+                scores,
+                max_output_size=120,
+                iou_threshold=iou_threshold,
+                score_threshold=score_threshold,
+            )
+        )
         assert ours == expected, f"trial {trial}"
     # IoU exactly at the threshold (0.5) for many pairs: a grid of 3x1 boxes shifted by 1.
     xs = np.arange(0, 20, dtype=np.float32)
     boxes = np.stack([xs, np.zeros_like(xs), xs + 3, np.ones_like(xs)], 1)
     scores = rng.permutation(20).astype(np.float32) / 20
     expected = tf.image.non_max_suppression(boxes, scores, 20, 0.5).numpy().tolist()
-    assert kept(*non_max_suppression(boxes, scores, max_output_size=20, iou_threshold=0.5)) == expected
+    assert (
+        kept(*non_max_suppression(boxes, scores, max_output_size=20, iou_threshold=0.5)) == expected
+    )
 
 
 @pytest.mark.parity
@@ -78,16 +101,29 @@ def test_parity_with_torchvision_nms_and_batched_nms():
     boxes, scores = random_set(rng, 150)
     classes = rng.integers(0, 4, 150)
     expected = tv_ops.nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.45).numpy().tolist()
-    assert kept(*non_max_suppression(boxes, scores, max_output_size=150, iou_threshold=0.45)) == expected
+    assert (
+        kept(*non_max_suppression(boxes, scores, max_output_size=150, iou_threshold=0.45))
+        == expected
+    )
 
     expected = tv_ops.batched_nms(
         torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(classes), 0.45
     ).numpy()
-    out = batched_nms(boxes, scores, classes, max_detections=150, iou_threshold=0.45, score_threshold=0.0, pre_nms_top_k=None)
+    out = batched_nms(
+        boxes,
+        scores,
+        classes,
+        max_detections=150,
+        iou_threshold=0.45,
+        score_threshold=0.0,
+        pre_nms_top_k=None,
+    )
     num = int(out["num_detections"])
     assert num == len(expected)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(out["boxes"])[:num], boxes[expected])
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(out["classes"])[:num], classes[expected])
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(out["classes"])[:num], classes[expected]
+    )
     np.testing.assert_allclose(keras.ops.convert_to_numpy(out["scores"])[:num], scores[expected])
 
 
@@ -105,7 +141,9 @@ def test_per_class_scores_match_tf_combined_nms_and_padding():
     ref = tf.image.combined_non_max_suppression(
         boxes[:, :, None, :], scores, m, m, iou_threshold=0.5, score_threshold=0.1, clip_boxes=False
     )
-    out = batched_nms(boxes, scores, max_detections=m, iou_threshold=0.5, score_threshold=0.1, pre_nms_top_k=None)
+    out = batched_nms(
+        boxes, scores, max_detections=m, iou_threshold=0.5, score_threshold=0.1, pre_nms_top_k=None
+    )
     out = {k: keras.ops.convert_to_numpy(v) for k, v in out.items()}
     assert out["boxes"].shape == (batch, m, 4) and out["boxes"].dtype == np.float32
     assert out["classes"].shape == (batch, m) and out["classes"].dtype == np.int32
@@ -115,7 +153,9 @@ def test_per_class_scores_match_tf_combined_nms_and_padding():
     for b in range(batch):
         num = out["num_detections"][b]
         np.testing.assert_allclose(out["scores"][b, :num], ref.nmsed_scores.numpy()[b, :num])
-        np.testing.assert_array_equal(out["classes"][b, :num], ref.nmsed_classes.numpy()[b, :num].astype(int))
+        np.testing.assert_array_equal(
+            out["classes"][b, :num], ref.nmsed_classes.numpy()[b, :num].astype(int)
+        )
         np.testing.assert_allclose(out["boxes"][b, :num], ref.nmsed_boxes.numpy()[b, :num])
         # Dense padded format: class -1, zero boxes and scores after the valid entries.
         assert np.all(out["classes"][b, num:] == -1)
@@ -131,19 +171,33 @@ def test_class_specific_boxes_and_pre_nms_top_k():
     n, c, top_k = 60, 3, 100
     boxes = np.stack([random_set(rng, n)[0] for _ in range(c)], axis=1)  # (N, C, 4)
     scores = rng.uniform(0, 1, (n, c)).astype(np.float32)
-    out = batched_nms(boxes[None], scores[None], max_detections=50, iou_threshold=0.4, score_threshold=0.05, pre_nms_top_k=top_k)
+    out = batched_nms(
+        boxes[None],
+        scores[None],
+        max_detections=50,
+        iou_threshold=0.4,
+        score_threshold=0.05,
+        pre_nms_top_k=top_k,
+    )
     # Reference: the top_k best (box, class) candidates through torchvision's batched_nms.
     flat_scores, flat_boxes = scores.reshape(-1), boxes.reshape(-1, 4)
     flat_classes = np.tile(np.arange(c), n)
     best = np.argsort(-flat_scores, kind="stable")[:top_k]
     best = best[flat_scores[best] > 0.05]
     keep = tv_ops.batched_nms(
-        torch.from_numpy(flat_boxes[best]), torch.from_numpy(flat_scores[best]), torch.from_numpy(flat_classes[best]), 0.4
+        torch.from_numpy(flat_boxes[best]),
+        torch.from_numpy(flat_scores[best]),
+        torch.from_numpy(flat_classes[best]),
+        0.4,
     ).numpy()[:50]
     num = int(out["num_detections"][0])
     assert num == len(keep)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(out["boxes"])[0, :num], flat_boxes[best][keep])
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(out["classes"])[0, :num], flat_classes[best][keep])
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(out["boxes"])[0, :num], flat_boxes[best][keep]
+    )
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(out["classes"])[0, :num], flat_classes[best][keep]
+    )
 
 
 def test_class_agnostic_and_unbatched():
@@ -153,7 +207,9 @@ def test_class_agnostic_and_unbatched():
     assert keras.ops.convert_to_numpy(aware["classes"]).tolist() == [0, 1, 1, 0, -1]
     # Agnostic: box 0 (0.9) removes box 1 (IoU 0.81); box 2 as class 1 (0.7) removes
     # the same box as class 0 (0.3).
-    agnostic = batched_nms(boxes, scores, max_detections=5, score_threshold=0.1, class_agnostic=True)
+    agnostic = batched_nms(
+        boxes, scores, max_detections=5, score_threshold=0.1, class_agnostic=True
+    )
     assert keras.ops.convert_to_numpy(agnostic["classes"]).tolist() == [0, 1, -1, -1, -1]
     np.testing.assert_allclose(keras.ops.convert_to_numpy(agnostic["scores"]), [0.9, 0.7, 0, 0, 0])
     np.testing.assert_allclose(keras.ops.convert_to_numpy(agnostic["boxes"])[:2], boxes[[0, 2]])
@@ -161,7 +217,9 @@ def test_class_agnostic_and_unbatched():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="`max_output_size` / `max_detections` must be a positive int"):
+    with pytest.raises(
+        ValueError, match="`max_output_size` / `max_detections` must be a positive int"
+    ):
         non_max_suppression(np.zeros((2, 4)), np.zeros(2), max_output_size=0)
     with pytest.raises(ValueError, match="`iou_threshold` must be in"):
         batched_nms(np.zeros((1, 2, 4)), np.zeros((1, 2, 3)), iou_threshold=1.5)
@@ -201,15 +259,34 @@ def test_soft_nms_matches_the_papers_algorithm(method):
         boxes, scores = random_set(rng, 70)
         expected, expected_scores = soft_nms_reference(boxes, scores, method, 0.5, 0.3, 0.05)
         indices, new_scores, num = soft_nms(
-            boxes, scores, max_output_size=70, method=method, sigma=0.5, iou_threshold=0.3, score_threshold=0.05
+            boxes,
+            scores,
+            max_output_size=70,
+            method=method,
+            sigma=0.5,
+            iou_threshold=0.3,
+            score_threshold=0.05,
         )
         assert kept(indices, num) == expected, f"trial {trial}"
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(new_scores)[: int(num)], expected_scores, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(new_scores)[: int(num)],
+            expected_scores,
+            rtol=1e-4,
+            atol=1e-6,
+        )
     # Decay, not removal: a duplicate box survives with a lower score under gaussian decay.
     dup = np.array([[0, 0, 10, 10], [0, 0, 10, 10]], np.float32)
-    indices, new_scores, num = soft_nms(dup, np.array([0.9, 0.8], np.float32), max_output_size=2, method="gaussian", score_threshold=0.1)
+    indices, new_scores, num = soft_nms(
+        dup,
+        np.array([0.9, 0.8], np.float32),
+        max_output_size=2,
+        method="gaussian",
+        score_threshold=0.1,
+    )
     assert int(num) == 2
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(new_scores), [0.9, 0.8 * np.exp(-1 / 0.5)], rtol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(new_scores), [0.9, 0.8 * np.exp(-1 / 0.5)], rtol=1e-5
+    )
 
 
 @pytest.mark.parity
@@ -221,21 +298,42 @@ def test_gaussian_soft_nms_matches_tensorflow():
     ref_indices, ref_scores = tf.image.non_max_suppression_with_scores(
         boxes, scores, 90, iou_threshold=1.0, score_threshold=0.05, soft_nms_sigma=0.25
     )
-    indices, new_scores, num = soft_nms(boxes, scores, max_output_size=90, method="gaussian", sigma=0.5, score_threshold=0.05)
+    indices, new_scores, num = soft_nms(
+        boxes, scores, max_output_size=90, method="gaussian", sigma=0.5, score_threshold=0.05
+    )
     assert kept(indices, num) == ref_indices.numpy().tolist()
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(new_scores)[: int(num)], ref_scores.numpy(), rtol=1e-4)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(new_scores)[: int(num)], ref_scores.numpy(), rtol=1e-4
+    )
 
 
 def test_batched_soft_nms_equals_per_image():
     rng = np.random.default_rng(6)
     boxes = np.stack([random_set(rng, 40)[0] for _ in range(2)])
     scores = rng.uniform(0, 1, (2, 40, 1)).astype(np.float32)
-    out = batched_nms(boxes, scores, max_detections=40, method="linear", iou_threshold=0.3, score_threshold=0.05, pre_nms_top_k=None)
+    out = batched_nms(
+        boxes,
+        scores,
+        max_detections=40,
+        method="linear",
+        iou_threshold=0.3,
+        score_threshold=0.05,
+        pre_nms_top_k=None,
+    )
     for b in range(2):
-        expected, expected_scores = soft_nms_reference(boxes[b], scores[b, :, 0], "linear", 0.5, 0.3, 0.05)
+        expected, expected_scores = soft_nms_reference(
+            boxes[b], scores[b, :, 0], "linear", 0.5, 0.3, 0.05
+        )
         num = int(out["num_detections"][b])
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(out["boxes"])[b, :num], boxes[b][expected])
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(out["scores"])[b, :num], expected_scores, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(out["boxes"])[b, :num], boxes[b][expected]
+        )
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(out["scores"])[b, :num],
+            expected_scores,
+            rtol=1e-4,
+            atol=1e-6,
+        )
 
 
 # --------------------------------------------------------------------- the layer
@@ -244,9 +342,9 @@ def test_batched_soft_nms_equals_per_image():
 def test_layer_in_a_model_predict_and_save_round_trip(tmp_path):
     boxes_in = keras.Input((None, 4), name="boxes")
     scores_in = keras.Input((None, 3), name="scores")
-    detections = NonMaxSuppression(max_detections=7, iou_threshold=0.5, score_threshold=0.2, pre_nms_top_k=50)(
-        boxes_in, scores_in
-    )
+    detections = NonMaxSuppression(
+        max_detections=7, iou_threshold=0.5, score_threshold=0.2, pre_nms_top_k=50
+    )(boxes_in, scores_in)
     model = keras.Model([boxes_in, scores_in], detections)
     rng = np.random.default_rng(7)
     boxes = np.stack([random_set(rng, 30)[0] for _ in range(2)])
@@ -254,13 +352,17 @@ def test_layer_in_a_model_predict_and_save_round_trip(tmp_path):
     predicted = model.predict([boxes, scores], verbose=0)
     assert set(predicted) == {"boxes", "classes", "scores", "num_detections"}
     assert predicted["boxes"].shape == (2, 7, 4) and predicted["classes"].shape == (2, 7)
-    direct = batched_nms(boxes, scores, max_detections=7, iou_threshold=0.5, score_threshold=0.2, pre_nms_top_k=50)
+    direct = batched_nms(
+        boxes, scores, max_detections=7, iou_threshold=0.5, score_threshold=0.2, pre_nms_top_k=50
+    )
     for key in predicted:
         np.testing.assert_allclose(predicted[key], keras.ops.convert_to_numpy(direct[key]))
 
     # Fewer candidates than pre_nms_top_k at run time (N is dynamic): -inf filler path.
     few = model.predict([boxes[:, :5], scores[:, :5]], verbose=0)
-    direct = batched_nms(boxes[:, :5], scores[:, :5], max_detections=7, iou_threshold=0.5, score_threshold=0.2)
+    direct = batched_nms(
+        boxes[:, :5], scores[:, :5], max_detections=7, iou_threshold=0.5, score_threshold=0.2
+    )
     for key in few:
         np.testing.assert_allclose(few[key], keras.ops.convert_to_numpy(direct[key]))
     assert np.all(few["classes"][few["scores"] == 0] == -1)
@@ -268,7 +370,7 @@ def test_layer_in_a_model_predict_and_save_round_trip(tmp_path):
     path = tmp_path / "nms.keras"
     model.save(path)
     restored = keras.models.load_model(path)  # no custom_objects: the layer is registered
-    layer = [lyr for lyr in restored.layers if isinstance(lyr, NonMaxSuppression)][0]
+    layer = next(lyr for lyr in restored.layers if isinstance(lyr, NonMaxSuppression))
     assert layer.get_config()["max_detections"] == 7 and layer.pre_nms_top_k == 50
     again = restored.predict([boxes, scores], verbose=0)
     for key in predicted:
@@ -312,7 +414,11 @@ def test_same_results_on_the_torch_backend(tmp_path):
     env = dict(os.environ, KERAS_BACKEND="torch", PYTHONPATH=str(REPO_ROOT))
     result = subprocess.run(
         [sys.executable, "-c", _TORCH_BACKEND_SCRIPT, str(tmp_path / "data.npz")],
-        capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     torch_run = json.loads(result.stdout.strip().splitlines()[-1])
@@ -320,4 +426,6 @@ def test_same_results_on_the_torch_backend(tmp_path):
     assert torch_run["single"] == torch_run["torchvision"]
     ours = batched_nms(boxes, scores, max_detections=15, iou_threshold=0.5, score_threshold=0.1)
     for key, value in ours.items():
-        np.testing.assert_allclose(np.asarray(torch_run["out"][key]), keras.ops.convert_to_numpy(value), rtol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(torch_run["out"][key]), keras.ops.convert_to_numpy(value), rtol=1e-6
+        )

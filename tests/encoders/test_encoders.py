@@ -40,7 +40,7 @@ def test_list_and_specs():
 
 
 def test_unknown_name_suggests_close_matches():
-    with pytest.raises(ValueError, match="Did you mean .*'resnet34'"):
+    with pytest.raises(ValueError, match=r"Did you mean .*'resnet34'"):
         encoders.spec("resnet35")  # close to several names
     with pytest.raises(ValueError, match="Unknown encoder 'alexnet'"):
         encoders.get("alexnet")
@@ -77,7 +77,7 @@ def test_static_input_shape():
 
 
 def test_bad_arguments_are_named():
-    with pytest.raises(ValueError, match="multiple of 32.*height 100"):
+    with pytest.raises(ValueError, match=r"multiple of 32.*height 100"):
         encoders.get("vgg11", input_shape=(100, 64, 3))
     with pytest.raises(ValueError, match="`in_channels`=1 disagrees"):
         encoders.get("vgg11", input_shape=(None, None, 3), in_channels=1)
@@ -88,7 +88,7 @@ def test_bad_arguments_are_named():
 
 
 def test_imagenet_weights_point_to_the_zoo(tmp_path):
-    with pytest.raises(ValueError, match="model zoo.*vgg11-8a719046.pth"):
+    with pytest.raises(ValueError, match=r"model zoo.*vgg11-8a719046\.pth"):
         encoders.get("vgg11", weights="imagenet")
     with pytest.raises(ValueError, match="does not exist"):
         encoders.get("vgg11", weights=str(tmp_path / "missing.pth"))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kerasseg import encoders
 from kerasseg.zoo import convert
 from tests.encoders.reference import (
     MEAN,

@@ -29,7 +29,9 @@ CASES = {
 @pytest.fixture(scope="module")
 def isbi():
     data = require_shared_data("isbi2012-membrane")
-    folder = SegmentationFolder(data / "images", data / "masks", channels=1, mask_values={0: 1, 255: 0})
+    folder = SegmentationFolder(
+        data / "images", data / "masks", channels=1, mask_values={0: 1, 255: 0}
+    )
     assert len(folder) == 30
     return folder
 
@@ -49,7 +51,12 @@ def test_short_training_on_isbi_membranes(model, isbi, tmp_path):
         seed=0,
     )
     results = train_segmentation(
-        isbi, train_indices=range(24), val_indices=range(24, 30), config=config, output_dir=tmp_path, verbose=0
+        isbi,
+        train_indices=range(24),
+        val_indices=range(24, 30),
+        config=config,
+        output_dir=tmp_path,
+        verbose=0,
     )
     history = json.loads((tmp_path / "history.json").read_text())
     dice = results["validation"]["dice"]

@@ -24,7 +24,9 @@ def test_passes_valid_sizes_through_unchanged():
 
 
 def test_static_shape_error_names_axis_size_and_nearest_sizes():
-    with pytest.raises(ValueError, match=r"Input width 20 is not divisible by 8 \(test stride\).*16 or 24"):
+    with pytest.raises(
+        ValueError, match=r"Input width 20 is not divisible by 8 \(test stride\).*16 or 24"
+    ):
         _model()(np.zeros((1, 16, 20, 2), "float32"))
 
 
@@ -32,7 +34,9 @@ def test_dynamic_shape_error_inside_a_traced_graph():
     model = _model()
     traced = tf.function(model, input_signature=[tf.TensorSpec((None, None, None, 2))])
     assert traced(tf.zeros((1, 8, 8, 2))).shape == (1, 8, 8, 2)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="Input height 12 is not divisible by 8.*8 or 16"):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match=r"Input height 12 is not divisible by 8.*8 or 16"
+    ):
         traced(tf.zeros((1, 12, 8, 2)))
 
 

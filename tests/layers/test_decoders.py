@@ -93,7 +93,10 @@ def test_fpn_pieces_shapes():
     branch = decoders.fpn_segmentation_block(pyramid[3], 32, 3, name="s")
     assert tuple(branch.shape) == (None, 32, 32, 32)
     assert tuple(decoders.fpn_segmentation_block(pyramid[0], 32, 0, name="t").shape) == (
-        None, 32, 32, 32,
+        None,
+        32,
+        32,
+        32,
     )
 
 

@@ -69,8 +69,17 @@ def _single_pair_model(layer, input_shape, *, bn_axis=-1, center=True, scale=Tru
         (lambda: layers.Dense(7, use_bias=False), (3, 5)),
     ],
     ids=[
-        "conv2d", "conv2d_bias_stride", "conv2d_groups", "conv1d", "conv3d", "conv2d_transpose",
-        "conv1d_transpose", "depthwise2d", "depthwise1d", "dense", "dense_rank3",
+        "conv2d",
+        "conv2d_bias_stride",
+        "conv2d_groups",
+        "conv1d",
+        "conv3d",
+        "conv2d_transpose",
+        "conv1d_transpose",
+        "depthwise2d",
+        "depthwise1d",
+        "dense",
+        "dense_rank3",
     ],
 )
 def test_every_foldable_layer_type_folds_exactly(layer, input_shape):
@@ -127,7 +136,9 @@ def test_batch_norms_that_cannot_be_folded_are_kept():
     model = _unfoldable_models()
     _randomise_batch_norms(model)
     folded = fold_batch_norm(model)
-    assert _count(folded, layers.BatchNormalization) == _count(model, layers.BatchNormalization) == 5
+    assert (
+        _count(folded, layers.BatchNormalization) == _count(model, layers.BatchNormalization) == 5
+    )
     _assert_same_function(model, folded, np.random.default_rng(4).normal(size=(2, 6, 6, 3)))
 
 
@@ -191,7 +202,11 @@ def test_sequential_model():
     folded = fold_batch_norm(model)
     assert isinstance(folded, keras.Sequential)
     assert [type(layer).__name__ for layer in folded.layers] == [
-        "Conv2D", "ReLU", "BatchNormalization", "Flatten", "Dense"
+        "Conv2D",
+        "ReLU",
+        "BatchNormalization",
+        "Flatten",
+        "Dense",
     ]
     _assert_same_function(model, folded, np.random.default_rng(6).normal(size=(3, 8, 8, 3)))
 
@@ -207,7 +222,9 @@ def test_mixed_precision_model_keeps_its_policy():
     folded = fold_batch_norm(model)
     conv = folded.layers[1]
     assert conv.dtype_policy.name == "mixed_bfloat16" and conv.kernel.dtype == "float32"
-    _assert_same_function(model, folded, np.random.default_rng(7).normal(size=(2, 6, 6, 3)), rtol=3e-2, atol=3e-2)
+    _assert_same_function(
+        model, folded, np.random.default_rng(7).normal(size=(2, 6, 6, 3)), rtol=3e-2, atol=3e-2
+    )
 
 
 def test_unbuilt_sequential_model_is_rejected():

@@ -1,3 +1,4 @@
+import itertools
 import os
 import subprocess
 import sys
@@ -87,7 +88,7 @@ def test_ops_path_compiles_with_xla():
 
 
 _TORCH_BACKEND_SCRIPT = textwrap.dedent(
-    '''
+    """
     import keras
     import numpy as np
     from kerasseg.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
@@ -99,7 +100,7 @@ _TORCH_BACKEND_SCRIPT = textwrap.dedent(
     restored = MaxUnpooling2D()([pooled, indices, inputs])
     outputs = keras.Model(inputs, [pooled, indices, restored])(x)
     np.savez("out.npz", *(keras.ops.convert_to_numpy(t) for t in outputs))
-    '''
+    """
 )
 
 
@@ -108,7 +109,11 @@ def test_ops_path_gives_the_same_results_on_the_torch_backend(tmp_path):
     np.save(tmp_path / "x.npy", X)
     env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(REPO_ROOT)}
     subprocess.run(
-        [sys.executable, "-c", _TORCH_BACKEND_SCRIPT], cwd=tmp_path, env=env, check=True, timeout=120
+        [sys.executable, "-c", _TORCH_BACKEND_SCRIPT],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        timeout=120,
     )
     with np.load(tmp_path / "out.npz") as got:
         pooled, indices, restored = (got[f"arr_{i}"] for i in range(3))
@@ -192,7 +197,7 @@ def test_unpool_of_pool_keeps_maxima_in_place_and_zeros_elsewhere_for_any_size(i
 def test_unpool_sums_values_that_overlapping_windows_sent_to_one_position():
     x = np.zeros((1, 3, 3, 1), "float32")
     x[0, 1, 1, 0] = 1.0  # the centre is the maximum of all four 2x2 windows (stride 1)
-    pooled, indices = max_pool_with_argmax(x, 2, 1)
+    _pooled, indices = max_pool_with_argmax(x, 2, 1)
     np.testing.assert_array_equal(np.asarray(indices).ravel(), [4, 4, 4, 4])
     values = tf.constant([[[[1.0], [2.0]], [[3.0], [4.0]]]])
     restored = np.asarray(max_unpool(values, indices, (3, 3)))
@@ -275,7 +280,9 @@ def test_tiny_segnet_trains_and_round_trips_through_keras_file(tmp_path):
     )
     history = model.fit(images, labels, batch_size=4, epochs=6, verbose=0)
     losses = history.history["loss"]
-    assert all(b < a for a, b in zip(losses, losses[1:])) and losses[-1] < 0.9 * losses[0], losses
+    assert all(b < a for a, b in itertools.pairwise(losses)) and losses[-1] < 0.9 * losses[0], (
+        losses
+    )
 
     path = tmp_path / "tiny_segnet.keras"
     model.save(path)

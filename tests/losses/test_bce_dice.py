@@ -20,12 +20,19 @@ def _value(loss, y_true, y_pred) -> float:
     return float(loss(y_true, y_pred))
 
 
-def _np_bce_dice(case, from_logits, *, per_image, log_dice, bce_weight=1.0, dice_weight=1.0,
-                 class_weights=None):
+def _np_bce_dice(
+    case, from_logits, *, per_image, log_dice, bce_weight=1.0, dice_weight=1.0, class_weights=None
+):
     t, valid = case.one_hot()
     ce = ref.np_cross_entropy(case, from_logits, per_image=per_image, class_weights=class_weights)
     dice = ref.np_tversky_family(
-        case.probs, t, valid, score="dice", smooth=1.0, per_image=per_image, log=log_dice,
+        case.probs,
+        t,
+        valid,
+        score="dice",
+        smooth=1.0,
+        per_image=per_image,
+        log=log_dice,
         class_weights=class_weights,
     )
     return bce_weight * ce + dice_weight * dice
@@ -45,11 +52,20 @@ def test_log_and_linear_forms_match_numpy(mode, num_classes, from_logits, ignore
         expected = _np_bce_dice(case, from_logits, per_image=per_image, log_dice=True)
         assert _value(default, *args) == pytest.approx(expected, rel=1e-5), per_image
         linear = losses.BceDice(
-            mode, bce_weight=0.3, dice_weight=0.7, log_dice=False, from_logits=from_logits,
-            ignore_index=ignore_index, per_image=per_image,
+            mode,
+            bce_weight=0.3,
+            dice_weight=0.7,
+            log_dice=False,
+            from_logits=from_logits,
+            ignore_index=ignore_index,
+            per_image=per_image,
         )
         expected = _np_bce_dice(
-            case, from_logits, per_image=per_image, log_dice=False, bce_weight=0.3,
+            case,
+            from_logits,
+            per_image=per_image,
+            log_dice=False,
+            bce_weight=0.3,
             dice_weight=0.7,
         )
         assert _value(linear, *args) == pytest.approx(expected, rel=1e-5), per_image

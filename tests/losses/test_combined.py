@@ -37,8 +37,11 @@ def test_arithmetic_builds_flat_weighted_sums():
 def test_combined_value_is_weighted_sum_of_parts():
     case = ref.make_case("multiclass", 3, seed=90, ignore=True)
     kw = {"ignore_index": ref.IGNORE}
-    parts = [losses.Dice("multiclass", **kw), losses.Lovasz("multiclass", per_image=True, **kw),
-             losses.CrossEntropy("multiclass", **kw)]
+    parts = [
+        losses.Dice("multiclass", **kw),
+        losses.Lovasz("multiclass", per_image=True, **kw),
+        losses.CrossEntropy("multiclass", **kw),
+    ]
     combo = parts[0] + 0.3 * parts[1] + 2 * parts[2]
     expected = sum(w * _value(p, case.y_true, case.probs) for w, p in zip([1, 0.3, 2], parts))
     assert _value(combo, case.y_true, case.probs) == pytest.approx(expected, rel=1e-6)
@@ -119,8 +122,16 @@ def test_multiclass_fit_with_integer_labels():
 
 
 def test_registered_names_do_not_collide_with_metrics():
-    for cls in (losses.BceDice, losses.CombinedLoss, losses.CrossEntropy, losses.Dice, losses.Focal,
-                losses.Jaccard, losses.Lovasz, losses.Tversky):
+    for cls in (
+        losses.BceDice,
+        losses.CombinedLoss,
+        losses.CrossEntropy,
+        losses.Dice,
+        losses.Focal,
+        losses.Jaccard,
+        losses.Lovasz,
+        losses.Tversky,
+    ):
         name = keras.saving.get_registered_name(cls)
         assert name == f"kerasseg>{cls.__name__}Loss" or name == "kerasseg>CombinedLoss"
         assert keras.saving.get_registered_object(name) is cls

@@ -93,8 +93,11 @@ def test_mixed_float16_training(mixed_precision, mode, num_classes):
     model = keras.Model(inputs, outputs)
     assert model.output.dtype == "float16"
     loss = (
-        losses.BceDice(mode) + losses.Lovasz(mode, per_image=True) + losses.Focal(mode)
-        + losses.Tversky(mode, gamma=0.75) + losses.Jaccard(mode)
+        losses.BceDice(mode)
+        + losses.Lovasz(mode, per_image=True)
+        + losses.Focal(mode)
+        + losses.Tversky(mode, gamma=0.75)
+        + losses.Jaccard(mode)
     )
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss=loss, jit_compile=False)
     for _ in range(2):
@@ -140,8 +143,13 @@ def test_output_shapes_and_sample_weight():
 @pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_config_round_trip(name):
     loss = FACTORIES[name](
-        "multiclass", from_logits=True, ignore_index=255, class_weights=[1.0, 2.0, 0.5],
-        per_image=True, name="my_loss", reduction="sum",
+        "multiclass",
+        from_logits=True,
+        ignore_index=255,
+        class_weights=[1.0, 2.0, 0.5],
+        per_image=True,
+        name="my_loss",
+        reduction="sum",
     )
     config = loss.get_config()
     restored = type(loss).from_config(config)
@@ -167,7 +175,7 @@ def test_config_round_trip(name):
     ],
 )
 def test_wrong_shapes_raise_clear_errors(mode, y_true_shape, y_pred_shape, match):
-    for name, factory in FACTORIES.items():
+    for _name, factory in FACTORIES.items():
         with pytest.raises(ValueError, match=match):
             factory(mode)(np.zeros(y_true_shape, "float32"), np.zeros(y_pred_shape, "float32"))
 

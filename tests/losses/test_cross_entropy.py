@@ -45,7 +45,8 @@ def test_bce_matches_torch_and_smp(mode, num_classes, ignore):
     ignore_index = ref.IGNORE if ignore else None
     got = _value(
         losses.CrossEntropy(mode, from_logits=True, ignore_index=ignore_index),
-        case.y_true, case.logits,
+        case.y_true,
+        case.logits,
     )
     pred_t, true_t = ref.smp_inputs(case, True)
     valid = true_t != ref.IGNORE
@@ -71,11 +72,14 @@ def test_softmax_ce_matches_torch_and_smp(ignore, weights):
         losses.CrossEntropy(
             "multiclass", from_logits=True, ignore_index=ignore_index, class_weights=weights
         ),
-        case.y_true, case.logits,
+        case.y_true,
+        case.logits,
     )
     pred_t, true_t = ref.smp_inputs(case, True)
     expected_torch = torch.nn.functional.cross_entropy(
-        pred_t, true_t, weight=None if weights is None else torch.tensor(weights).double(),
+        pred_t,
+        true_t,
+        weight=None if weights is None else torch.tensor(weights).double(),
         ignore_index=ref.IGNORE if ignore else -100,
     )
     assert got == pytest.approx(float(expected_torch), rel=1e-5)

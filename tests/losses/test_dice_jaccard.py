@@ -38,13 +38,20 @@ def test_matches_smp_and_numpy(name, mode, num_classes, from_logits, ignore):
     smp_cls = smp.losses.DiceLoss if name == "Dice" else smp.losses.JaccardLoss
     for log_loss in (False, True):
         reference = smp_cls(
-            mode, from_logits=from_logits, smooth=smp_smooth, log_loss=log_loss,
+            mode,
+            from_logits=from_logits,
+            smooth=smp_smooth,
+            log_loss=log_loss,
             ignore_index=ignore_index,
         )
         for per_image in (False, True):
             ours = getattr(losses, name)(
-                mode, from_logits=from_logits, smooth=smooth, log_loss=log_loss,
-                per_image=per_image, ignore_index=ignore_index,
+                mode,
+                from_logits=from_logits,
+                smooth=smooth,
+                log_loss=log_loss,
+                per_image=per_image,
+                ignore_index=ignore_index,
             )
             got = _value(ours, case.y_true, case.y_pred(from_logits))
             if per_image:
@@ -52,8 +59,13 @@ def test_matches_smp_and_numpy(name, mode, num_classes, from_logits, ignore):
             else:
                 expected_smp = float(reference(pred_t, true_t))
             expected_np = ref.np_tversky_family(
-                case.probs, t, valid, score=name.lower(), smooth=smooth,
-                per_image=per_image, log=log_loss,
+                case.probs,
+                t,
+                valid,
+                score=name.lower(),
+                smooth=smooth,
+                per_image=per_image,
+                log=log_loss,
             )
             assert got == pytest.approx(expected_smp, rel=1e-5, abs=1e-6), (log_loss, per_image)
             assert got == pytest.approx(expected_np, rel=1e-5, abs=1e-6), (log_loss, per_image)
@@ -68,8 +80,11 @@ def test_class_weights_match_smp(name, mode):
     pred_t, true_t = ref.smp_inputs(case, True)
     smp_cls = smp.losses.DiceLoss if name == "Dice" else smp.losses.JaccardLoss
     reference = smp_cls(
-        mode, from_logits=True, smooth=0.5 if name == "Dice" else 1.0,
-        ignore_index=ref.IGNORE, class_weights=weights,
+        mode,
+        from_logits=True,
+        smooth=0.5 if name == "Dice" else 1.0,
+        ignore_index=ref.IGNORE,
+        class_weights=weights,
     )
     ours = getattr(losses, name)(
         mode, from_logits=True, ignore_index=ref.IGNORE, class_weights=weights
@@ -78,7 +93,12 @@ def test_class_weights_match_smp(name, mode):
     assert got == pytest.approx(float(reference(pred_t, true_t)), rel=1e-5, abs=1e-6)
     t, valid = case.one_hot()
     expected = ref.np_tversky_family(
-        case.probs, t, valid, score=name.lower(), smooth=1.0, per_image=False,
+        case.probs,
+        t,
+        valid,
+        score=name.lower(),
+        smooth=1.0,
+        per_image=False,
         class_weights=weights,
     )
     assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)
@@ -149,7 +169,12 @@ def test_present_and_listed_classes_match_numpy():
                 "multilabel", classes=classes, per_image=per_image, ignore_index=ref.IGNORE
             )
             expected = ref.np_tversky_family(
-                case.probs, t, valid, score="jaccard", smooth=1.0, per_image=per_image,
+                case.probs,
+                t,
+                valid,
+                score="jaccard",
+                smooth=1.0,
+                per_image=per_image,
                 classes=classes,
             )
             assert _value(loss, case.y_true, case.probs) == pytest.approx(expected, rel=1e-5)

@@ -57,11 +57,19 @@ def test_multilabel_matches_smp_and_numpy(from_logits):
     case_ignore = ref.make_case("multilabel", 3, seed=62, ignore=True)
     for per_image in (False, True):
         loss = losses.Focal(
-            "multilabel", alpha=0.25, from_logits=from_logits, ignore_index=ref.IGNORE,
-            class_weights=weights, per_image=per_image,
+            "multilabel",
+            alpha=0.25,
+            from_logits=from_logits,
+            ignore_index=ref.IGNORE,
+            class_weights=weights,
+            per_image=per_image,
         )
         expected = ref.np_focal(
-            case_ignore, from_logits, gamma=2.0, alpha=0.25, per_image=per_image,
+            case_ignore,
+            from_logits,
+            gamma=2.0,
+            alpha=0.25,
+            per_image=per_image,
             class_weights=weights,
         )
         got = _value(loss, case_ignore.y_true, case_ignore.y_pred(from_logits))
@@ -78,11 +86,18 @@ def test_multiclass_is_softmax_focal(from_logits, ignore):
         for per_image in (False, True):
             for class_weights in (None, weights):
                 loss = losses.Focal(
-                    "multiclass", gamma=gamma, from_logits=from_logits, per_image=per_image,
-                    ignore_index=ignore_index, class_weights=class_weights,
+                    "multiclass",
+                    gamma=gamma,
+                    from_logits=from_logits,
+                    per_image=per_image,
+                    ignore_index=ignore_index,
+                    class_weights=class_weights,
                 )
                 expected = ref.np_focal(
-                    case, from_logits, gamma=gamma, per_image=per_image,
+                    case,
+                    from_logits,
+                    gamma=gamma,
+                    per_image=per_image,
                     class_weights=class_weights,
                 )
                 got = _value(loss, case.y_true, case.y_pred(from_logits))
@@ -105,7 +120,8 @@ def test_multiclass_differs_from_smp_whose_version_is_our_multilabel(ignore):
         losses.Focal(
             "multiclass", from_logits=True, ignore_index=ignore_index, class_weights=weights
         ),
-        case.y_true, case.logits,
+        case.y_true,
+        case.logits,
     )
     assert abs(softmax_focal - smp_value) > 1e-2
     # smp's multiclass focal = C one-vs-rest sigmoid focal losses = our multilabel mode on
@@ -118,7 +134,8 @@ def test_multiclass_differs_from_smp_whose_version_is_our_multilabel(ignore):
         losses.Focal(
             "multilabel", from_logits=True, ignore_index=ignore_index, class_weights=weights
         ),
-        one_hot, case.logits,
+        one_hot,
+        case.logits,
     )
     assert one_vs_rest == pytest.approx(smp_value, rel=1e-5)
 

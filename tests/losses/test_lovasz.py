@@ -71,7 +71,10 @@ def test_softmax_matches_smp_and_numpy(from_logits, ignore, num_classes):
         assert got == pytest.approx(float(reference(pred_t, true_t)), rel=1e-5, abs=1e-6)
         for classes in ("present", "all", [0, num_classes - 1]):
             ours = losses.Lovasz(
-                "multiclass", classes=classes, from_logits=from_logits, per_image=per_image,
+                "multiclass",
+                classes=classes,
+                from_logits=from_logits,
+                per_image=per_image,
                 ignore_index=ignore_index,
             )
             got = _value(ours, case.y_true, case.y_pred(from_logits))
@@ -94,7 +97,8 @@ def test_multilabel_is_one_hinge_per_channel_unlike_smp():
             losses.Lovasz(
                 "multilabel", from_logits=True, per_image=per_image, ignore_index=ref.IGNORE
             ),
-            case.y_true, case.logits,
+            case.y_true,
+            case.logits,
         )
         per_channel = [
             float(
@@ -154,7 +158,8 @@ def test_class_weights_and_perfect_prediction():
     per_class = [
         _value(
             losses.Lovasz("multiclass", classes=[c], ignore_index=ref.IGNORE),
-            case.y_true, case.probs,
+            case.y_true,
+            case.probs,
         )
         for c in range(3)
     ]
@@ -177,6 +182,6 @@ def test_xla_compiled_matches_eager():
         loss = losses.Lovasz(
             mode, per_image=True, ignore_index=ref.IGNORE, from_logits=mode == "binary"
         )
-        compiled = tf.function(lambda t, p: loss(t, p), jit_compile=True)
+        compiled = tf.function(loss.__call__, jit_compile=True)
         eager = float(loss(y_true, y_pred))
         assert float(compiled(y_true, y_pred)) == pytest.approx(eager, rel=1e-6)

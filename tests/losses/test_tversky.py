@@ -32,12 +32,20 @@ def test_matches_smp_and_numpy(mode, num_classes, from_logits, ignore, alpha, be
     pred_t, true_t = ref.smp_inputs(case, from_logits)
     t, valid = case.one_hot()
     reference = smp.losses.TverskyLoss(
-        mode, from_logits=from_logits, smooth=1.0, ignore_index=ignore_index, alpha=alpha,
+        mode,
+        from_logits=from_logits,
+        smooth=1.0,
+        ignore_index=ignore_index,
+        alpha=alpha,
         beta=beta,
     )
     for per_image in (False, True):
         ours = losses.Tversky(
-            mode, alpha=alpha, beta=beta, from_logits=from_logits, per_image=per_image,
+            mode,
+            alpha=alpha,
+            beta=beta,
+            from_logits=from_logits,
+            per_image=per_image,
             ignore_index=ignore_index,
         )
         got = _value(ours, case.y_true, case.y_pred(from_logits))
@@ -46,8 +54,14 @@ def test_matches_smp_and_numpy(mode, num_classes, from_logits, ignore, alpha, be
         else:
             expected_smp = float(reference(pred_t, true_t))
         expected_np = ref.np_tversky_family(
-            case.probs, t, valid, score="tversky", smooth=1.0, per_image=per_image,
-            alpha=alpha, beta=beta,
+            case.probs,
+            t,
+            valid,
+            score="tversky",
+            smooth=1.0,
+            per_image=per_image,
+            alpha=alpha,
+            beta=beta,
         )
         assert got == pytest.approx(expected_smp, rel=1e-5, abs=1e-6), per_image
         assert got == pytest.approx(expected_np, rel=1e-5, abs=1e-6), per_image
@@ -125,10 +139,18 @@ def test_gamma_multiclass_is_per_class_unlike_smp():
     gamma = 2.0
     ours = _value(
         losses.Tversky("multiclass", alpha=0.3, beta=0.7, gamma=gamma, from_logits=True),
-        case.y_true, case.logits,
+        case.y_true,
+        case.logits,
     )
     expected = ref.np_tversky_family(
-        case.probs, t, valid, score="tversky", smooth=1.0, per_image=False, alpha=0.3, beta=0.7,
+        case.probs,
+        t,
+        valid,
+        score="tversky",
+        smooth=1.0,
+        per_image=False,
+        alpha=0.3,
+        beta=0.7,
         gamma=gamma,
     )
     assert ours == pytest.approx(expected, rel=1e-5)

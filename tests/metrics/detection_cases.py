@@ -20,8 +20,17 @@ NO_DETECTIONS_CATEGORY = 4  # has ground truth, never detected
 NO_GROUND_TRUTH_CATEGORY = 12  # detected, never in the ground truth
 # (width, height) on and around the area boundaries, tiny and huge.
 SPECIAL_SIZES = (
-    (32, 32), (16, 64), (96, 96), (48, 192), (31.75, 32), (32.25, 32),
-    (1, 1), (0.5, 2), (0.25, 0.25), (500, 400), (1000, 900),
+    (32, 32),
+    (16, 64),
+    (96, 96),
+    (48, 192),
+    (31.75, 32),
+    (32.25, 32),
+    (1, 1),
+    (0.5, 2),
+    (0.25, 0.25),
+    (500, 400),
+    (1000, 900),
 )
 
 
@@ -62,16 +71,19 @@ def make_coco_case(seed: int, *, num_images: int = 30, grid: bool = True, qualit
         for _ in range(num_gt):
             box = random_box()
             annotation = {
-                "id": ann_id, "image_id": int(image_id), "category_id": int(rng.choice(labelled)),
-                "bbox": box, "iscrowd": int(rng.random() < 0.12),
+                "id": ann_id,
+                "image_id": int(image_id),
+                "category_id": int(rng.choice(labelled)),
+                "bbox": box,
+                "iscrowd": int(rng.random() < 0.12),
             }
             roll = rng.random()
             if roll < 0.55:
                 annotation["area"] = box[2] * box[3]
             else:  # a segmentation area, sometimes exactly on a boundary
-                annotation["area"] = float(rng.choice(
-                    [1024.0, 9216.0, 1023.75, 9216.25, box[2] * box[3] * 0.6]
-                ))
+                annotation["area"] = float(
+                    rng.choice([1024.0, 9216.0, 1023.75, 9216.25, box[2] * box[3] * 0.6])
+                )
             annotations.append(annotation)
             own.append(annotation)
             ann_id += 1
@@ -87,16 +99,34 @@ def make_coco_case(seed: int, *, num_images: int = 30, grid: bool = True, qualit
             w, h, shift = float(rng.choice([40, 60, 100])), 50.0, float(rng.choice([4, 8, 12]))
             category = int(rng.choice([c for c in labelled if c != NO_DETECTIONS_CATEGORY]))
             for dx in (0.0, shift):
-                annotations.append({
-                    "id": ann_id, "image_id": int(image_id), "category_id": category,
-                    "bbox": [x + dx, y, w, h], "area": w * h, "iscrowd": 0,
-                })
+                annotations.append(
+                    {
+                        "id": ann_id,
+                        "image_id": int(image_id),
+                        "category_id": category,
+                        "bbox": [x + dx, y, w, h],
+                        "area": w * h,
+                        "iscrowd": 0,
+                    }
+                )
                 ann_id += 1
             top = float(rng.uniform(0.5, 1.0))
-            results.append({"image_id": int(image_id), "category_id": category,
-                            "bbox": [x + shift / 2, y, w, h], "score": top})
-            results.append({"image_id": int(image_id), "category_id": category,
-                            "bbox": [x, y, w, h], "score": top / 2})
+            results.append(
+                {
+                    "image_id": int(image_id),
+                    "category_id": category,
+                    "bbox": [x + shift / 2, y, w, h],
+                    "score": top,
+                }
+            )
+            results.append(
+                {
+                    "image_id": int(image_id),
+                    "category_id": category,
+                    "bbox": [x, y, w, h],
+                    "score": top / 2,
+                }
+            )
         # Every fifth image also gets a flood of one class: more than 100 detections for
         # one image and class, so that maxDets=100 cuts the list.
         num_det = int(rng.choice([0, 3, 12, 40]))
@@ -120,10 +150,15 @@ def make_coco_case(seed: int, *, num_images: int = 30, grid: bool = True, qualit
                     box = [x, y, w, h]  # exact copy: IoU 1
                 else:
                     spread = max(w, h) * rng.uniform(0, 0.2)
-                    box = _quantize([
-                        x + rng.normal() * spread, y + rng.normal() * spread,
-                        w * rng.uniform(0.75, 1.3), h * rng.uniform(0.75, 1.3),
-                    ], grid)
+                    box = _quantize(
+                        [
+                            x + rng.normal() * spread,
+                            y + rng.normal() * spread,
+                            w * rng.uniform(0.75, 1.3),
+                            h * rng.uniform(0.75, 1.3),
+                        ],
+                        grid,
+                    )
             else:
                 category = int(rng.choice(detectable))
                 box = random_box()
@@ -133,9 +168,14 @@ def make_coco_case(seed: int, *, num_images: int = 30, grid: bool = True, qualit
                 score /= 4
             elif derived and rng.random() < quality:  # good detections tend to score higher
                 score = 0.5 + score / 2
-            results.append({
-                "image_id": int(image_id), "category_id": category, "bbox": box, "score": score,
-            })
+            results.append(
+                {
+                    "image_id": int(image_id),
+                    "category_id": category,
+                    "bbox": box,
+                    "score": score,
+                }
+            )
     categories = [{"id": c, "name": f"class{c}"} for c in CATEGORY_IDS]
     return {"images": images, "annotations": annotations, "categories": categories}, results
 

@@ -99,10 +99,14 @@ def test_array_inputs_match_pycocotools(pycocotools, seed):
             out[key] = array
         return out
 
-    gt_batches = [pad(gt_images[i : i + 4], ("boxes", "classes", "iscrowd", "area"))
-                  for i in range(0, len(gt_images), 4)]
-    dt_batches = [pad(dt_images[i : i + 4], ("boxes", "classes", "scores"))
-                  for i in range(0, len(dt_images), 4)]
+    gt_batches = [
+        pad(gt_images[i : i + 4], ("boxes", "classes", "iscrowd", "area"))
+        for i in range(0, len(gt_images), 4)
+    ]
+    dt_batches = [
+        pad(dt_images[i : i + 4], ("boxes", "classes", "scores"))
+        for i in range(0, len(dt_images), 4)
+    ]
     batched = evaluate(gt_batches, dt_batches, protocol="coco", progress=False)
     _assert_same_as_reference(batched, reference)
 
@@ -113,16 +117,33 @@ def test_max_detections_boundary(pycocotools):
     annotations = []
     for i in range(60):
         x, y = rng.uniform(0, 500, 2)
-        annotations.append({"id": i + 1, "image_id": 1, "category_id": 1, "bbox": [x, y, 40, 30],
-                            "area": 1200.0, "iscrowd": 0})
+        annotations.append(
+            {
+                "id": i + 1,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [x, y, 40, 30],
+                "area": 1200.0,
+                "iscrowd": 0,
+            }
+        )
     results = []
     for i in range(150):
         a = annotations[i % 60]
         x, y, w, h = a["bbox"]
-        results.append({"image_id": 1, "category_id": 1, "score": float(rng.random()),
-                        "bbox": [x + rng.normal(), y + rng.normal(), w, h]})
-    ground_truth = {"images": [{"id": 1}], "annotations": annotations,
-                    "categories": [{"id": 1, "name": "a"}]}
+        results.append(
+            {
+                "image_id": 1,
+                "category_id": 1,
+                "score": float(rng.random()),
+                "bbox": [x + rng.normal(), y + rng.normal(), w, h],
+            }
+        )
+    ground_truth = {
+        "images": [{"id": 1}],
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "a"}],
+    }
     reference = run_pycocotools(pycocotools, ground_truth, results)
     result = evaluate(ground_truth, results, progress=False)
     _assert_same_as_reference(result, reference)

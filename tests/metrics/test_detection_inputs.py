@@ -16,8 +16,11 @@ def _gt(boxes, classes, **extra):
 
 
 def _dt(boxes, classes, scores):
-    return {"boxes": np.asarray(boxes, np.float64), "classes": np.asarray(classes),
-            "scores": np.asarray(scores, np.float64)}
+    return {
+        "boxes": np.asarray(boxes, np.float64),
+        "classes": np.asarray(classes),
+        "scores": np.asarray(scores, np.float64),
+    }
 
 
 def test_json_files_equal_in_memory_dicts(tmp_path):
@@ -62,17 +65,26 @@ def test_classes_with_a_trailing_axis_and_float_dtype_are_accepted():
 @pytest.mark.parametrize(
     ("gt", "dt", "message"),
     [
-        (_gt([[0, 0, 10]], [0]), _dt([[0, 0, 1, 1]], [0], [1.0]),
-         r"ground_truth\['boxes'\].*\(N, 4\)"),
-        (_gt([[0, 0, 10, 10]], [0, 1]), _dt([[0, 0, 1, 1]], [0], [1.0]),
-         r"ground_truth\['classes'\]"),
+        (
+            _gt([[0, 0, 10]], [0]),
+            _dt([[0, 0, 1, 1]], [0], [1.0]),
+            r"ground_truth\['boxes'\].*\(N, 4\)",
+        ),
+        (
+            _gt([[0, 0, 10, 10]], [0, 1]),
+            _dt([[0, 0, 1, 1]], [0], [1.0]),
+            r"ground_truth\['classes'\]",
+        ),
         (_gt([[10, 0, 0, 10]], [0]), _dt([[0, 0, 1, 1]], [0], [1.0]), "negative width"),
         (_gt([[0, 0, 10, 10]], [0]), _dt([[0, 0, 1, 1]], [0], [np.nan]), r"scores.*finite"),
         (_gt([[0, 0, 10, 10]], [0]), _dt([[0, 0, np.inf, 1]], [0], [1.0]), r"boxes.*finite"),
         (_gt([[0, 0, 10, 10]], [0]), _dt([[0, 0, 1, 1]], [0], [1.0, 0.5]), r"scores.*shape"),
         (_gt([[0, 0, 10, 10]], [0.5]), _dt([[0, 0, 1, 1]], [0], [1.0]), "integer class ids"),
-        (_gt([[0, 0, 10, 10]], [0]), {"boxes": np.zeros((1, 4)), "classes": np.zeros(1)},
-         "'scores'"),
+        (
+            _gt([[0, 0, 10, 10]], [0]),
+            {"boxes": np.zeros((1, 4)), "classes": np.zeros(1)},
+            "'scores'",
+        ),
     ],
 )
 def test_bad_arrays_raise_clear_errors(gt, dt, message):

@@ -60,16 +60,18 @@ def test_fit_logs_the_validation_map():
     y = np.asarray(pack_ground_truth(gt))
     # shuffle=False: with tied scores the image order breaks ties (pycocotools: image-id
     # order), so the training pass must see the images in the evaluator's order.
-    history = model.fit(x, y, validation_data=(x, y), epochs=2, batch_size=4, verbose=0,
-                        shuffle=False)
+    history = model.fit(
+        x, y, validation_data=(x, y), epochs=2, batch_size=4, verbose=0, shuffle=False
+    )
     np.testing.assert_allclose(history.history["val_ap50"], [expected.stats[1]] * 2, atol=1e-7)
     np.testing.assert_allclose(history.history["ap50"], [expected.stats[1]] * 2, atol=1e-7)
 
 
 def test_save_and_load_without_custom_objects(tmp_path):
-    gt, packed, expected = _data()
-    metric = MeanAveragePrecision(protocol="voc", num_classes=dm.NUM_CLASSES,
-                                  class_names={0: "a", 1: "b", 2: "c"})
+    gt, packed, _expected = _data()
+    metric = MeanAveragePrecision(
+        protocol="voc", num_classes=dm.NUM_CLASSES, class_names={0: "a", 1: "b", 2: "c"}
+    )
     model = _model(packed, metric)
     x = np.arange(NUM_IMAGES, dtype=np.int32)[:, None]
     voc_gt = {"boxes": gt["boxes"], "classes": gt["classes"], "difficult": gt["iscrowd"]}
@@ -81,8 +83,9 @@ def test_save_and_load_without_custom_objects(tmp_path):
     loaded = keras.models.load_model(path)
     after = loaded.evaluate(x, y, verbose=0, return_dict=True)["map"]
     assert after == before
-    voc = evaluate(voc_gt, dm.unpack(packed), protocol="voc",
-                   num_classes=dm.NUM_CLASSES, progress=False)
+    voc = evaluate(
+        voc_gt, dm.unpack(packed), protocol="voc", num_classes=dm.NUM_CLASSES, progress=False
+    )
     assert before == pytest.approx(voc.map, abs=1e-7)
     clone = MeanAveragePrecision.from_config(metric.get_config())
     assert clone.get_config() == metric.get_config()
@@ -98,9 +101,7 @@ def test_direct_use_with_dicts_and_reset():
         metric.update_state({k: v[part] for k, v in gt.items()}, dm.unpack(packed[part]))
     assert float(metric.result()) == pytest.approx(expected.map, abs=1e-7)
     np.testing.assert_array_equal(metric.evaluation_result().precision, expected.precision)
-    np.testing.assert_array_equal(
-        np.asarray(pack_detections(dm.unpack(packed))), packed
-    )
+    np.testing.assert_array_equal(np.asarray(pack_detections(dm.unpack(packed))), packed)
     metric.reset_state()
     assert float(metric.result()) == 0.0
 

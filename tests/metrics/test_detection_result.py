@@ -19,19 +19,32 @@ from tests.metrics.detection_cases import make_coco_case
 #   e class 0 on empty space (score .1)    -> below score_threshold .2: dropped;
 #                                             with threshold 0: (background, 0)
 #   C is never detected                    -> missed: (gt 1, background)
-GT = {"boxes": np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10],
-                         [100, 100, 200, 200]], float),
-      "classes": np.array([0, 1, 1, 0]), "iscrowd": np.array([0, 0, 0, 1])}
-DT = {"boxes": np.array([[0, 0, 10, 10], [20, 0, 30, 10], [0, 0, 10, 10], [120, 120, 130, 130],
-                         [300, 300, 310, 310]], float),
-      "classes": np.array([0, 0, 1, 1, 0]), "scores": np.array([0.9, 0.8, 0.7, 0.6, 0.1])}
+GT = {
+    "boxes": np.array(
+        [[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10], [100, 100, 200, 200]], float
+    ),
+    "classes": np.array([0, 1, 1, 0]),
+    "iscrowd": np.array([0, 0, 0, 1]),
+}
+DT = {
+    "boxes": np.array(
+        [
+            [0, 0, 10, 10],
+            [20, 0, 30, 10],
+            [0, 0, 10, 10],
+            [120, 120, 130, 130],
+            [300, 300, 310, 310],
+        ],
+        float,
+    ),
+    "classes": np.array([0, 0, 1, 1, 0]),
+    "scores": np.array([0.9, 0.8, 0.7, 0.6, 0.1]),
+}
 
 
 def test_confusion_matrix_hand_worked():
     result = evaluate([GT], [DT], protocol="coco", class_names=["cat", "dog"], progress=False)
-    expected = np.array([[1, 0, 0],
-                         [1, 0, 1],
-                         [0, 1, 0]])
+    expected = np.array([[1, 0, 0], [1, 0, 1], [0, 1, 0]])
     np.testing.assert_array_equal(result.confusion_matrix(score_threshold=0.2), expected)
     expected[2, 0] += 1  # e now counts as a false positive of class 0
     np.testing.assert_array_equal(result.confusion_matrix(score_threshold=0.0), expected)
@@ -104,7 +117,19 @@ def test_voc_table_and_summary_keys():
     assert text.splitlines()[-1].split()[-1] == f"{voc.map:6.4f}".strip()
     assert set(voc.summary) == {"map", "map50"}
     coco = evaluate(ground_truth, results, progress=False)
-    assert list(coco.summary) == ["map", "map50", "map75", "map_small", "map_medium", "map_large",
-                                  "mar1", "mar10", "mar100", "mar_small", "mar_medium", "mar_large"]
+    assert list(coco.summary) == [
+        "map",
+        "map50",
+        "map75",
+        "map_small",
+        "map_medium",
+        "map_large",
+        "mar1",
+        "mar10",
+        "mar100",
+        "mar_small",
+        "mar_medium",
+        "mar_large",
+    ]
     assert coco.map == coco.stats[0]
     assert "map=" in repr(coco)

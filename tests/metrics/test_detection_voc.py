@@ -40,14 +40,26 @@ def _image(boxes, classes, scores=None, difficult=None):
 # Class 2: only a difficult ground truth (npos = 0) -> no AP, left out of the mAP.
 # Class 3: detections but no ground truth -> no AP, left out of the mAP.
 HAND_GT = [
-    _image([[0, 0, 10, 10], [20, 20, 30, 30], [0, 0, 2, 2], [50, 50, 60, 60]],
-           [0, 0, 1, 2], difficult=[False, True, False, True]),
+    _image(
+        [[0, 0, 10, 10], [20, 20, 30, 30], [0, 0, 2, 2], [50, 50, 60, 60]],
+        [0, 0, 1, 2],
+        difficult=[False, True, False, True],
+    ),
     _image([[0, 0, 10, 10]], [0], difficult=[False]),
 ]
 HAND_DT = [
-    _image([[0, 0, 10, 10], [0, 0, 10, 9], [20, 20, 30, 30], [0, 0, 2, 1], [50, 50, 60, 60],
-            [100, 100, 120, 120]],
-           [0, 0, 0, 1, 2, 3], [0.9, 0.8, 0.7, 0.3, 0.95, 0.99]),
+    _image(
+        [
+            [0, 0, 10, 10],
+            [0, 0, 10, 9],
+            [20, 20, 30, 30],
+            [0, 0, 2, 1],
+            [50, 50, 60, 60],
+            [100, 100, 120, 120],
+        ],
+        [0, 0, 0, 1, 2, 3],
+        [0.9, 0.8, 0.7, 0.3, 0.95, 0.99],
+    ),
     _image([[5, 0, 15, 10], [0, 0, 10, 11]], [0, 0], [0.6, 0.5]),
 ]
 
@@ -108,8 +120,11 @@ def _reference_voc_eval(gt_images, dt_images, class_id, use_07_metric, plus_one)
         keep = gt["classes"] == class_id
         difficult = gt["difficult"][keep]
         npos += int(np.sum(~difficult))
-        records[image] = {"bbox": gt["boxes"][keep], "difficult": difficult,
-                          "det": [False] * int(keep.sum())}
+        records[image] = {
+            "bbox": gt["boxes"][keep],
+            "difficult": difficult,
+            "det": [False] * int(keep.sum()),
+        }
     image_ids, confidence, boxes = [], [], []
     for image, dt in enumerate(dt_images):
         for j in np.flatnonzero(dt["classes"] == class_id):
@@ -192,8 +207,14 @@ def _random_voc_set(seed, num_images=25, num_classes=5):
 @pytest.mark.parametrize("plus_one", [False, True])
 def test_matches_independent_devkit_implementation(seed, protocol, plus_one):
     gt_images, dt_images = _random_voc_set(seed)
-    result = evaluate(gt_images, dt_images, protocol=protocol, num_classes=5,
-                      pixel_inclusive=plus_one, progress=False)
+    result = evaluate(
+        gt_images,
+        dt_images,
+        protocol=protocol,
+        num_classes=5,
+        pixel_inclusive=plus_one,
+        progress=False,
+    )
     expected_aps = []
     for class_id in range(5):
         ap, rec, prec = _reference_voc_eval(
@@ -225,9 +246,13 @@ def test_padded_batches_equal_per_image_lists():
         return out
 
     per_image = evaluate(gt_images, dt_images, protocol="voc", num_classes=5, progress=False)
-    batch = evaluate(pad(gt_images, ("boxes", "classes", "difficult")),
-                     pad(dt_images, ("boxes", "classes", "scores")),
-                     protocol="voc", num_classes=5, progress=False)
+    batch = evaluate(
+        pad(gt_images, ("boxes", "classes", "difficult")),
+        pad(dt_images, ("boxes", "classes", "scores")),
+        protocol="voc",
+        num_classes=5,
+        progress=False,
+    )
     np.testing.assert_array_equal(batch.ap, per_image.ap)
 
 
@@ -238,8 +263,9 @@ def test_empty_and_ground_truth_free_sets(protocol):
     nothing = evaluate([], [], protocol=protocol, num_classes=2, progress=False)
     assert nothing.num_images == 0 and nothing.class_ids.tolist() == [0, 1]
     detected = _image([[0, 0, 10, 10]], [1], [0.5])
-    only_false = evaluate([empty_gt, empty_gt], [detected, empty_dt], protocol=protocol,
-                          num_classes=2, progress=False)
+    only_false = evaluate(
+        [empty_gt, empty_gt], [detected, empty_dt], protocol=protocol, num_classes=2, progress=False
+    )
     undefined = -1.0 if protocol == "coco" else None
     if undefined is None:
         assert np.isnan(only_false.map) and np.all(np.isnan(only_false.ap))

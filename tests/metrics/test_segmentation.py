@@ -326,7 +326,7 @@ def test_evaluate_equals_metric_on_concatenated_predictions():
 
 
 def test_evaluate_with_mixed_float16_predictions(mixed_precision):
-    model, y_pred = _evaluate_matches_concatenated_predictions()
+    _model, y_pred = _evaluate_matches_concatenated_predictions()
     assert y_pred.dtype == np.float16  # the metrics saw float16 predictions
 
 
@@ -338,7 +338,7 @@ def test_fit_in_graph_mode_and_save_load_round_trip(tmp_path):
         Cosine("multiclass", 3, average="micro", ignore_index=255, name="cos"),
     ]
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=metrics)
-    x, y, dataset = make_dataset(seed=3)
+    _x, _y, dataset = make_dataset(seed=3)
     history = model.fit(dataset, epochs=1, verbose=0, shuffle=False)
     assert 0.0 <= history.history["dice"][0] <= 1.0
     assert 0.0 <= history.history["cos"][0] <= 1.0

@@ -19,10 +19,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.support import require_module
-
 import kerasseg  # noqa: F401  (after torch: see tests/conftest.py)
 from kerasseg.metrics import Cosine, Dice, Jaccard
+from tests.support import require_module
 
 NUM_CLASSES = {"binary": 1, "multilabel": 3, "multiclass": 4}
 BATCH_SIZES = (3, 2, 4)

@@ -47,9 +47,7 @@ def transfer_smp_unet(model: keras.Model, reference, encoder: str, center: bool)
 
 
 @pytest.mark.parity
-@pytest.mark.parametrize(
-    "encoder, parameters", [("resnet34", 24_436_369), ("vgg11", 18_254_033)]
-)
+@pytest.mark.parametrize("encoder, parameters", [("resnet34", 24_436_369), ("vgg11", 18_254_033)])
 def test_equals_smp_unet(encoder, parameters):
     """Same trainable parameters as smp's Unet and, with its weights, the same outputs."""
     reference = randomise(smp_model("Unet", encoder))

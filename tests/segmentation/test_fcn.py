@@ -37,7 +37,11 @@ def test_bilinear_transposed_conv_matches_torch_and_interpolation(factor):
     torch = require_module("torch")
     x = np.random.default_rng(factor).normal(size=(2, 3, 4, 3)).astype("float32")
     layer = keras.layers.Conv2DTranspose(
-        3, 2 * factor, strides=factor, padding="same", use_bias=False,
+        3,
+        2 * factor,
+        strides=factor,
+        padding="same",
+        use_bias=False,
         kernel_initializer=BilinearKernel(),
     )
     y = keras.ops.convert_to_numpy(layer(x))
@@ -45,7 +49,9 @@ def test_bilinear_transposed_conv_matches_torch_and_interpolation(factor):
     # The whole output equals PyTorch's transposed convolution with the FCN reference kernel.
     np.testing.assert_allclose(y, torch_upsample(torch, x, factor), rtol=1e-5, atol=1e-5)
     # Away from f/2 border pixels it is bilinear interpolation (half-pixel centres).
-    bilinear = keras.ops.convert_to_numpy(keras.layers.UpSampling2D(factor, interpolation="bilinear")(x))
+    bilinear = keras.ops.convert_to_numpy(
+        keras.layers.UpSampling2D(factor, interpolation="bilinear")(x)
+    )
     inner = slice(factor // 2, -(factor // 2))
     np.testing.assert_allclose(y[:, inner, inner], bilinear[:, inner, inner], rtol=1e-5, atol=1e-5)
     assert not np.allclose(y[:, 0], bilinear[:, 0])  # the border differs (zeros outside)
@@ -62,13 +68,26 @@ def _conv(c_in: int, c_out: int, k: int = 1, bias: bool = True) -> int:
 
 def paper_fcn8s_vgg16_parameters(num_classes: int) -> int:
     """FCN-8s of Long et al. (Caffe voc-fcn8s), layer by layer."""
-    vgg16 = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),
-             (256, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)]
+    vgg16 = [
+        (3, 64),
+        (64, 64),
+        (64, 128),
+        (128, 128),
+        (128, 256),
+        (256, 256),
+        (256, 256),
+        (256, 512),
+        (512, 512),
+        (512, 512),
+        (512, 512),
+        (512, 512),
+        (512, 512),
+    ]
     total = sum(_conv(a, b, 3) for a, b in vgg16)
-    total += _conv(512, 4096, 7) + _conv(4096, 4096)           # fc6, fc7
-    total += _conv(4096, num_classes)                          # score_fr
+    total += _conv(512, 4096, 7) + _conv(4096, 4096)  # fc6, fc7
+    total += _conv(4096, num_classes)  # score_fr
     total += _conv(512, num_classes) + _conv(256, num_classes)  # score_pool4, score_pool3
-    up = 2 * _conv(num_classes, num_classes, 4, bias=False)    # upscore2, upscore_pool4
+    up = 2 * _conv(num_classes, num_classes, 4, bias=False)  # upscore2, upscore_pool4
     return total + up + _conv(num_classes, num_classes, 16, bias=False)  # upscore8
 
 
@@ -96,9 +115,14 @@ def test_fusion_graph_matches_an_independent_torch_computation():
     for layer in ("score32", "score16", "score8"):  # non-zero scores, so every path counts
         kernel, bias = model.get_layer(layer).get_weights()
         model.get_layer(layer).set_weights(
-            [rng.normal(size=kernel.shape).astype("float32"), rng.normal(size=bias.shape).astype("float32")]
+            [
+                rng.normal(size=kernel.shape).astype("float32"),
+                rng.normal(size=bias.shape).astype("float32"),
+            ]
         )
-    scores = keras.Model(model.input, [model.get_layer(n).output for n in ("score32", "score16", "score8")])
+    scores = keras.Model(
+        model.input, [model.get_layer(n).output for n in ("score32", "score16", "score8")]
+    )
     x = rng.uniform(0, 255, (2, 64, 96, 3)).astype("float32")
     s32, s16, s8 = (keras.ops.convert_to_numpy(s) for s in scores(x))
     assert s32.shape == (2, 2, 3, 3) and s16.shape == (2, 4, 6, 3) and s8.shape == (2, 8, 12, 3)
@@ -131,16 +155,30 @@ def test_variants_one_and_several_classes_at_two_sizes(name, num_classes, skip_l
 
 
 def test_head_options_logits_and_grayscale():
-    model = fcn("resnet18", variant="32s", num_classes=2, fc_channels=0, activation=None,
-                input_shape=(64, 64, 1), learn_final_upsampling=True)
+    model = fcn(
+        "resnet18",
+        variant="32s",
+        num_classes=2,
+        fc_channels=0,
+        activation=None,
+        input_shape=(64, 64, 1),
+        learn_final_upsampling=True,
+    )
     names = {layer.name for layer in model.layers}
     assert not names & {"fc6", "fc7"}  # scores straight from the 512-channel stride-32 features
     assert model.get_layer("score32").kernel.shape == (1, 1, 512, 2)
-    assert model.get_layer("upscore").trainable and model.get_layer("upscore").kernel.shape == (64, 64, 2, 2)
+    assert model.get_layer("upscore").trainable and model.get_layer("upscore").kernel.shape == (
+        64,
+        64,
+        2,
+        2,
+    )
     assert model.layers[-1].name == "head_logits" and model.output_shape == (None, 64, 64, 2)
     resnet_head = fcn("resnet18", variant="32s", num_classes=2)
     assert resnet_head.get_layer("fc6").kernel.shape == (3, 3, 512, 512)
-    assert resnet_head.get_layer("fc6_dropout").rate == 0.1 and "fc7_bn" in {l.name for l in resnet_head.layers}
+    assert resnet_head.get_layer("fc6_dropout").rate == 0.1 and "fc7_bn" in {
+        layer.name for layer in resnet_head.layers
+    }
 
 
 def test_input_size_not_divisible_gives_nearest_sizes():
@@ -178,18 +216,25 @@ def test_fit_reduces_loss_save_load_and_encoder_weights(tmp_path):
     assert history.history["loss"][-1] < history.history["loss"][0]
     # The fixed final upsampling stayed bilinear while everything else trained.
     kernel = keras.ops.convert_to_numpy(model.get_layer("upscore").kernel)
-    np.testing.assert_array_equal(kernel, keras.ops.convert_to_numpy(BilinearKernel()(kernel.shape)))
+    np.testing.assert_array_equal(
+        kernel, keras.ops.convert_to_numpy(BilinearKernel()(kernel.shape))
+    )
 
     path = tmp_path / "fcn.keras"
     model.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)
-    np.testing.assert_array_equal(model.predict(images, verbose=0), loaded.predict(images, verbose=0))
+    np.testing.assert_array_equal(
+        model.predict(images, verbose=0), loaded.predict(images, verbose=0)
+    )
     assert isinstance(loaded.get_layer("upscore").kernel_initializer, BilinearKernel)
 
     # The nested encoder takes weights the way kerasseg.encoders.get does.
     weights = tmp_path / "resnet18.weights.h5"
     model.get_layer("encoder").save_weights(weights)
-    rebuilt = kerasseg.zoo.get("fcn8s_resnet18", weights=None, num_classes=1, fc_channels=16,
-                               encoder_weights=str(weights))
-    for a, b in zip(rebuilt.get_layer("encoder").get_weights(), model.get_layer("encoder").get_weights()):
+    rebuilt = kerasseg.zoo.get(
+        "fcn8s_resnet18", weights=None, num_classes=1, fc_channels=16, encoder_weights=str(weights)
+    )
+    for a, b in zip(
+        rebuilt.get_layer("encoder").get_weights(), model.get_layer("encoder").get_weights()
+    ):
         np.testing.assert_array_equal(a, b)

@@ -53,8 +53,12 @@ def _small_cnn_functional(global_pooling=None) -> keras.Model:
             rng = np.random.default_rng(3)
             gamma, beta, mean, var = layer.get_weights()
             layer.set_weights(
-                [rng.uniform(0.5, 2, gamma.shape), rng.normal(size=beta.shape),
-                 rng.normal(size=mean.shape), rng.uniform(0.5, 2, var.shape)]
+                [
+                    rng.uniform(0.5, 2, gamma.shape),
+                    rng.normal(size=beta.shape),
+                    rng.normal(size=mean.shape),
+                    rng.uniform(0.5, 2, var.shape),
+                ]
             )
     return model
 
@@ -223,5 +227,5 @@ def test_error_for_softmax_on_another_axis_and_bad_model_shapes():
     two_inputs = keras.Model([a, b], layers.Dense(2)(layers.Flatten()(layers.Add()([a, b]))))
     with pytest.raises(ValueError, match="one input and one output, got 2 input"):
         fully_convolutional(two_inputs)
-    with pytest.raises(TypeError, match="`classifier` must be a keras.Model"):
+    with pytest.raises(TypeError, match=r"`classifier` must be a keras\.Model"):
         fully_convolutional(layers.Dense(3))

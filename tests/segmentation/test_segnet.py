@@ -7,10 +7,35 @@ from kerasseg.data.synthetic import synthetic_shapes
 from kerasseg.segmentation.segnet import copy_encoder_weights, segnet
 
 #: SegNet's encoder (VGG16's 13 conv layers) and decoder, as (in, out) channels, from the paper.
-PAPER_ENCODER = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),
-                 (256, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)]
-PAPER_DECODER = [(512, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 256),
-                 (256, 256), (256, 256), (256, 128), (128, 128), (128, 64), (64, 64)]
+PAPER_ENCODER = [
+    (3, 64),
+    (64, 64),
+    (64, 128),
+    (128, 128),
+    (128, 256),
+    (256, 256),
+    (256, 256),
+    (256, 512),
+    (512, 512),
+    (512, 512),
+    (512, 512),
+    (512, 512),
+    (512, 512),
+]
+PAPER_DECODER = [
+    (512, 512),
+    (512, 512),
+    (512, 512),
+    (512, 512),
+    (512, 512),
+    (512, 256),
+    (256, 256),
+    (256, 256),
+    (256, 128),
+    (128, 128),
+    (128, 64),
+    (64, 64),
+]
 
 
 def paper_segnet_parameters(num_classes: int) -> int:
@@ -27,15 +52,21 @@ def test_segnet_vgg16_is_the_papers_model():
     channels = [(layer.kernel.shape[2], layer.kernel.shape[3]) for layer in convs]
     assert channels == PAPER_ENCODER + PAPER_DECODER + [(64, 11)]
     assert not any(isinstance(layer, keras.layers.Dense) for layer in model.layers)
-    pools = [l for l in model.layers if isinstance(l, kerasseg.layers.MaxPoolingWithArgmax2D)]
-    unpools = [l for l in model.layers if isinstance(l, kerasseg.layers.MaxUnpooling2D)]
+    pools = [
+        layer for layer in model.layers if isinstance(layer, kerasseg.layers.MaxPoolingWithArgmax2D)
+    ]
+    unpools = [layer for layer in model.layers if isinstance(layer, kerasseg.layers.MaxUnpooling2D)]
     assert len(pools) == len(unpools) == 5
 
 
 def _window_argmax_unpool(before: np.ndarray, values: np.ndarray) -> np.ndarray:
     """NumPy: put `values` at each 2x2 window's first maximum of `before` (row-major), else 0."""
     b, h, w, c = before.shape
-    windows = before.reshape(b, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 5, 2, 4).reshape(b, h // 2, w // 2, c, 4)
+    windows = (
+        before.reshape(b, h // 2, 2, w // 2, 2, c)
+        .transpose(0, 1, 3, 5, 2, 4)
+        .reshape(b, h // 2, w // 2, c, 4)
+    )
     first = windows.argmax(-1)  # numpy's argmax returns the first maximum
     out = np.zeros_like(before)
     bi, yi, xi, ci = np.indices(first.shape)
@@ -46,12 +77,17 @@ def _window_argmax_unpool(before: np.ndarray, values: np.ndarray) -> np.ndarray:
 def test_unpooling_puts_values_at_the_encoders_argmax_positions():
     keras.utils.set_random_seed(1)
     model = segnet("vgg16_bn", num_classes=3, width=0.125)
-    probe = keras.Model(model.input, [
-        model.get_layer("block5_relu3").output, *model.get_layer("block5_pool").output,
-        model.get_layer("dec5_unpool").output,
-        model.get_layer("block1_relu2").output, model.get_layer("dec2_relu1").output,
-        model.get_layer("dec1_unpool").output,
-    ])
+    probe = keras.Model(
+        model.input,
+        [
+            model.get_layer("block5_relu3").output,
+            *model.get_layer("block5_pool").output,
+            model.get_layer("dec5_unpool").output,
+            model.get_layer("block1_relu2").output,
+            model.get_layer("dec2_relu1").output,
+            model.get_layer("dec1_unpool").output,
+        ],
+    )
     x = np.random.default_rng(1).uniform(0, 255, (2, 64, 96, 3)).astype("float32")
     before5, pooled5, indices5, unpooled5, before1, decoded2, unpooled1 = (
         keras.ops.convert_to_numpy(t) for t in probe(x)
@@ -78,26 +114,36 @@ def test_imagenet_style_vgg16_bn_weights_load_into_the_encoder_by_name(tmp_path)
     rng = np.random.default_rng(2)
     for layer in encoder.layers:  # non-trivial batch-norm statistics, as in trained weights
         if isinstance(layer, keras.layers.BatchNormalization):
-            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") if i in (0, 3)
-                               else rng.normal(0, 0.1, w.shape).astype("float32")
-                               for i, w in enumerate(layer.get_weights())])
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, w.shape).astype("float32")
+                    if i in (0, 3)
+                    else rng.normal(0, 0.1, w.shape).astype("float32")
+                    for i, w in enumerate(layer.get_weights())
+                ]
+            )
     path = tmp_path / "vgg16_bn.weights.h5"
     encoder.save_weights(path)
 
     model = kerasseg.zoo.get("segnet_vgg16", weights=None, num_classes=2, encoder_weights=str(path))
     names = ["block2_relu2", "block3_relu3", "block4_relu3", "block5_relu3"]
-    features = keras.Model(model.input, [model.get_layer(n).output for n in names]
-                           + [model.get_layer("block5_pool").output[0]])
+    features = keras.Model(
+        model.input,
+        [model.get_layer(n).output for n in names] + [model.get_layer("block5_pool").output[0]],
+    )
     x = rng.uniform(0, 255, (2, 64, 64, 3)).astype("float32")
     expected = encoder(x)  # strides 2, 4, 8, 16, 32
     for got, want in zip(features(x), expected):
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(got), keras.ops.convert_to_numpy(want),
-                                   rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(got), keras.ops.convert_to_numpy(want), rtol=1e-5, atol=1e-4
+        )
     # The same by hand, into a fresh model: 13 convolutions and 13 batch norms.
     fresh = segnet("vgg16_bn", num_classes=2)
     assert len(copy_encoder_weights(encoder, fresh)) == 26
-    np.testing.assert_array_equal(fresh.get_layer("block3_bn2").get_weights()[3],
-                                  encoder.get_layer("block3_bn2").get_weights()[3])
+    np.testing.assert_array_equal(
+        fresh.get_layer("block3_bn2").get_weights()[3],
+        encoder.get_layer("block3_bn2").get_weights()[3],
+    )
     with pytest.raises(ValueError, match=r"layer 'block1_conv1' has weights of shapes"):
         copy_encoder_weights(encoder, segnet("vgg16_bn", num_classes=2, width=0.125))
 
@@ -117,13 +163,25 @@ def test_one_and_several_classes_at_two_sizes(name, num_classes):
 
 def test_ops_pooling_gives_the_same_model_output():
     keras.utils.set_random_seed(4)
-    tf_model = segnet("vgg11_bn", num_classes=2, width=0.125, activation=None, input_shape=(None, None, 1))
-    ops_model = segnet("vgg11_bn", num_classes=2, width=0.125, activation=None, input_shape=(None, None, 1),
-                       pooling_implementation="ops")
+    tf_model = segnet(
+        "vgg11_bn", num_classes=2, width=0.125, activation=None, input_shape=(None, None, 1)
+    )
+    ops_model = segnet(
+        "vgg11_bn",
+        num_classes=2,
+        width=0.125,
+        activation=None,
+        input_shape=(None, None, 1),
+        pooling_implementation="ops",
+    )
     ops_model.set_weights(tf_model.get_weights())
     x = np.random.default_rng(4).uniform(0, 255, (1, 64, 32, 1)).astype("float32")
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(ops_model(x)),
-                               keras.ops.convert_to_numpy(tf_model(x)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(ops_model(x)),
+        keras.ops.convert_to_numpy(tf_model(x)),
+        rtol=1e-5,
+        atol=1e-5,
+    )
     assert tf_model.layers[-1].name == "head_logits"
 
 
@@ -162,4 +220,6 @@ def test_fit_reduces_loss_and_save_load_gives_identical_predictions(tmp_path):
     path = tmp_path / "segnet.keras"
     model.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)
-    np.testing.assert_array_equal(model.predict(images, verbose=0), loaded.predict(images, verbose=0))
+    np.testing.assert_array_equal(
+        model.predict(images, verbose=0), loaded.predict(images, verbose=0)
+    )

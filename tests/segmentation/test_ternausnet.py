@@ -42,8 +42,13 @@ def ternausnet_parameters(vgg_blocks, num_classes: int = 1, f: int = 32) -> tupl
         for c_out in block:
             encoder += _conv(c_in, c_out, 3)
             c_in = c_out
-    blocks = [(512, 16 * f, 8 * f), (8 * f + 512, 16 * f, 8 * f), (8 * f + 512, 16 * f, 4 * f),
-              (4 * f + 256, 8 * f, 2 * f), (2 * f + 128, 4 * f, f)]
+    blocks = [
+        (512, 16 * f, 8 * f),
+        (8 * f + 512, 16 * f, 8 * f),
+        (8 * f + 512, 16 * f, 4 * f),
+        (4 * f + 256, 8 * f, 2 * f),
+        (2 * f + 128, 4 * f, f),
+    ]
     decoder = sum(_conv(i, m, 3) + _conv(m, o, 3) for i, m, o in blocks)
     decoder += _conv(f + 64, f, 3) + _conv(f, num_classes, 1)
     return encoder + decoder, encoder
@@ -175,5 +180,5 @@ def test_bad_arguments(kwargs, message):
 
 
 def test_needs_a_vgg_encoder():
-    with pytest.raises(ValueError, match="TernausNet needs a VGG encoder.*unet_resnet34"):
+    with pytest.raises(ValueError, match=r"TernausNet needs a VGG encoder.*unet_resnet34"):
         kerasseg.segmentation.ternausnet("resnet34")

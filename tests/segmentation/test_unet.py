@@ -10,7 +10,9 @@ def _conv(c_in: int, c_out: int, k: int = 3) -> int:
     return k * k * c_in * c_out + c_out
 
 
-def paper_unet_parameters(in_channels: int, num_classes: int, filters: int = 64, depth: int = 4) -> int:
+def paper_unet_parameters(
+    in_channels: int, num_classes: int, filters: int = 64, depth: int = 4
+) -> int:
     """Parameter count of Ronneberger et al.'s U-Net (no batch norm), worked out layer by layer."""
     total, c_in = 0, in_channels
     for level in range(depth + 1):  # contracting path and bottom: two 3x3 convs per level
@@ -25,7 +27,9 @@ def paper_unet_parameters(in_channels: int, num_classes: int, filters: int = 64,
 
 
 def test_paper_configuration_has_the_papers_channel_plan():
-    model = kerasseg.zoo.get("unet", weights=None, num_classes=2, input_shape=(None, None, 1), batch_norm=False)
+    model = kerasseg.zoo.get(
+        "unet", weights=None, num_classes=2, input_shape=(None, None, 1), batch_norm=False
+    )
     assert model.count_params() == paper_unet_parameters(1, 2) == 31_030_658
 
 
@@ -54,7 +58,9 @@ def test_runs_at_two_input_sizes_and_logits_option():
 
 @pytest.mark.parametrize("upsampling", ["transpose", "bilinear", "nearest"])
 def test_upsampling_modes(upsampling):
-    model = kerasseg.zoo.get("unet", weights=None, filters=4, depth=2, upsampling=upsampling, input_shape=(16, 16, 1))
+    model = kerasseg.zoo.get(
+        "unet", weights=None, filters=4, depth=2, upsampling=upsampling, input_shape=(16, 16, 1)
+    )
     assert model.output_shape == (None, 16, 16, 1)
 
 
@@ -94,4 +100,6 @@ def test_fit_reduces_loss_and_save_load_gives_identical_predictions(tmp_path):
     path = tmp_path / "unet.keras"
     model.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)
-    np.testing.assert_array_equal(model.predict(images, verbose=0), loaded.predict(images, verbose=0))
+    np.testing.assert_array_equal(
+        model.predict(images, verbose=0), loaded.predict(images, verbose=0)
+    )

@@ -31,9 +31,7 @@ def head_parameters(num_classes: int, head: int = 32, merge: str = "add") -> int
     return levels + 9 * merged * head + 2 * head + head * num_classes + num_classes
 
 
-@pytest.mark.parametrize(
-    "encoder, merge", [("vgg11_bn", "add"), ("resnet18", "concat")]
-)
+@pytest.mark.parametrize("encoder, merge", [("vgg11_bn", "add"), ("resnet18", "concat")])
 def test_is_the_unet_decoder_plus_the_multiscale_head(encoder, merge):
     """Same encoder and U-Net decoder as unet_<encoder> (which equals smp's Unet), plus the
     head; its smp-style 3x3 output convolution (16 -> classes) is replaced."""

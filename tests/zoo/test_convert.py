@@ -65,16 +65,24 @@ def test_layer_map_names():
 @pytest.mark.parametrize(
     "edit, expected",
     [
-        (lambda s: s.update({"layer5.0.conv1.weight": np.zeros((1, 1, 1, 1))}),
-         r"unused source tensors \(1\):\n    layer5.0.conv1.weight \(1, 1, 1, 1\)"),
-        (lambda s: s.pop("layer1.0.bn1.running_var"),
-         r"source tensors missing for target weights \(1\):\n    layer1.0.bn1.running_var -> "
-         r"layer1_0_bn1/moving_variance \(64,\)"),
-        (lambda s: s.update({"layer2.0.conv1.weight": np.zeros((128, 32, 3, 3))}),
-         r"shape mismatches \(1\):\n    layer2.0.conv1.weight \(128, 32, 3, 3\) \(as Keras "
-         r"\(3, 3, 32, 128\)\) != layer2_0_conv1/kernel \(3, 3, 64, 128\)"),
-        (lambda s: s.update({"bn1.weight": np.zeros((64, 1))}),
-         r"bn1.weight \(64, 1\) \(as Keras \(64, 1\)\) != bn1/gamma \(64,\)"),
+        (
+            lambda s: s.update({"layer5.0.conv1.weight": np.zeros((1, 1, 1, 1))}),
+            r"unused source tensors \(1\):\n    layer5.0.conv1.weight \(1, 1, 1, 1\)",
+        ),
+        (
+            lambda s: s.pop("layer1.0.bn1.running_var"),
+            r"source tensors missing for target weights \(1\):\n    layer1.0.bn1.running_var -> "
+            r"layer1_0_bn1/moving_variance \(64,\)",
+        ),
+        (
+            lambda s: s.update({"layer2.0.conv1.weight": np.zeros((128, 32, 3, 3))}),
+            r"shape mismatches \(1\):\n    layer2.0.conv1.weight \(128, 32, 3, 3\) \(as Keras "
+            r"\(3, 3, 32, 128\)\) != layer2_0_conv1/kernel \(3, 3, 64, 128\)",
+        ),
+        (
+            lambda s: s.update({"bn1.weight": np.zeros((64, 1))}),
+            r"bn1.weight \(64, 1\) \(as Keras \(64, 1\)\) != bn1/gamma \(64,\)",
+        ),
     ],
     ids=["unused", "missing", "conv-shape", "bn-shape"],
 )
@@ -116,8 +124,11 @@ def test_unset_targets_are_reported(resnet18_state):
     # A model nesting the encoder as a sub-model: its layers are not found at the top.
     inputs = keras.Input((None, None, 3))
     nested = keras.Model(inputs, encoder(inputs)[-1])
-    with pytest.raises(convert.ConversionError, match=r"(?s)missing target layers \(40\).*"
-                       r"conv1 \(for conv1\.\*\).*pass that sub-model"):
+    with pytest.raises(
+        convert.ConversionError,
+        match=r"(?s)missing target layers \(40\).*"
+        r"conv1 \(for conv1\.\*\).*pass that sub-model",
+    ):
         convert.load_torchvision_weights(nested, resnet18_state, encoder="resnet18")
     report = convert.load_torchvision_weights(nested.get_layer("resnet18"), resnet18_state)
     assert report.target_layers == 40
@@ -173,7 +184,7 @@ def test_save_and_read_errors(tmp_path, resnet18_model):
     torch = require_module("torch")
     half = convert.read_state_dict({"a": torch.full((2,), 1.5, dtype=torch.bfloat16)})
     np.testing.assert_array_equal(half["a"], np.array([1.5, 1.5], "float32"))
-    with pytest.raises(ValueError, match="must end with '.weights.h5'"):
+    with pytest.raises(ValueError, match=r"must end with '\.weights\.h5'"):
         convert.save_weights(resnet18_model, tmp_path / "x.h5")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         convert.read_state_dict(tmp_path / "missing.pth")

@@ -13,7 +13,8 @@ from tests.support import REPO_ROOT
 
 def _script():
     spec = importlib.util.spec_from_file_location(
-        "zoo_table", REPO_ROOT / "docs" / "scripts" / "zoo_table.py")
+        "zoo_table", REPO_ROOT / "docs" / "scripts" / "zoo_table.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -32,7 +33,9 @@ def test_the_table_follows_the_metafiles(tmp_path):
     copy = tmp_path / "zoo"
     shutil.copytree(REPO_ROOT / "zoo", copy)
     # The same index without the SegNet family: its rows must disappear from the table.
-    listed = sorted(f"metafiles/{p.name}" for p in (copy / "metafiles").glob("*.yml") if p.stem != "segnet")
+    listed = sorted(
+        f"metafiles/{p.name}" for p in (copy / "metafiles").glob("*.yml") if p.stem != "segnet"
+    )
     (copy / "model-index.yml").write_text(yaml.safe_dump({"schema": 1, "metafiles": listed}))
     script.REPO = tmp_path  # relative paths in the table are taken from the copy
     table = script.render(metafiles.read_index([copy]))

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import importlib.util
+import json
 import logging
 import socket
 
@@ -105,8 +105,11 @@ def _encoder_weights_entry(server, name: str, path: str, body: bytes) -> dict:
         "name": name,
         "encoder": name.split(".")[0],
         "format": "torchvision",
-        "file": {"url": server.url(path), "sha256": hashlib.sha256(body).hexdigest(),
-                 "size_bytes": len(body)},
+        "file": {
+            "url": server.url(path),
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "size_bytes": len(body),
+        },
         "licence": "CC0-1.0",
         "source": "tests/zoo/test_imagenet.py (random weights)",
     }
@@ -129,15 +132,21 @@ def _model_entry(name: str, encoder: str, **extra) -> dict:
 def served(checkpoint, vgg11_checkpoint, tmp_path, monkeypatch):
     """The checkpoints on a local server, a metafile naming them, and the test models."""
     with LocalServer() as server:
-        metafile = write_metafile(tmp_path / "index", "testzoo", {
-            "encoder_weights": [
-                _encoder_weights_entry(server, "resnet34.random", CHECKPOINT, checkpoint),
-                _encoder_weights_entry(server, "vgg11.random", VGG_CHECKPOINT, vgg11_checkpoint),
-            ],
-            "models": [
-                _model_entry(VGG_MODEL, "vgg11", encoder_weights={"imagenet": "vgg11.random"}),
-            ],
-        })
+        metafile = write_metafile(
+            tmp_path / "index",
+            "testzoo",
+            {
+                "encoder_weights": [
+                    _encoder_weights_entry(server, "resnet34.random", CHECKPOINT, checkpoint),
+                    _encoder_weights_entry(
+                        server, "vgg11.random", VGG_CHECKPOINT, vgg11_checkpoint
+                    ),
+                ],
+                "models": [
+                    _model_entry(VGG_MODEL, "vgg11", encoder_weights={"imagenet": "vgg11.random"}),
+                ],
+            },
+        )
         monkeypatch.setenv("KERASSEG_ZOO_INDEX", str(metafile))
         with temporary_model(VGG_MODEL, _test_encoder_head_vgg11):
             assert metafiles.check_against_registry() == []
@@ -185,8 +194,11 @@ def test_imagenet_encoder_features_equal_torchvision(served, torch_model, image,
     assert described["cache"]["converted"]["status"] == "ok"
     assert described["cache"]["download"]["status"] == "ok"
     assert zoo.info(MODEL)["weights"]["imagenet"]["cache"]["converted"] == {
-        "path": str(converted), "status": "present", "in_channels": 3,
-        "detail": f"recorded sha256 {record['sha256']}"}
+        "path": str(converted),
+        "status": "present",
+        "in_channels": 3,
+        "detail": f"recorded sha256 {record['sha256']}",
+    }
     # Random initialisation really differs (the comparison above is not vacuous).
     fresh = zoo.get(MODEL, weights=None)
     assert scaled_error(_features(fresh, image)[-1], reference[-1]) > 1e-2
@@ -218,10 +230,14 @@ def test_offline_error_lists_places_variables_and_command(served, isolated_zoo, 
         zoo.get(MODEL)
     message = str(error.value)
     assert served.requests == []
-    for text in (str(isolated_zoo / "converted" / "resnet34-random.weights.h5"),
-                 str(isolated_zoo / "downloads" / "resnet34-random.pth"),
-                 "KERASSEG_HOME=", "KERASSEG_OFFLINE=1", "KERASSEG_MIRROR=",
-                 f"kerasseg zoo download {MODEL}"):
+    for text in (
+        str(isolated_zoo / "converted" / "resnet34-random.weights.h5"),
+        str(isolated_zoo / "downloads" / "resnet34-random.pth"),
+        "KERASSEG_HOME=",
+        "KERASSEG_OFFLINE=1",
+        "KERASSEG_MIRROR=",
+        f"kerasseg zoo download {MODEL}",
+    ):
         assert text in message, text
 
 
@@ -244,8 +260,11 @@ def test_corrupt_converted_file_is_replaced_and_torch_is_needed_only_once(
     assert zw.check_converted(zw.find_encoder_weights("resnet34.random"), path)[0] == "ok"
     # Without PyTorch the cached conversion still works ...
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "torch" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "torch" else real_find_spec(name, *a),
+    )
     zoo.get(MODEL, progress=False)
     # ... and a missing one says how to get PyTorch.
     path.unlink()
@@ -259,8 +278,10 @@ def test_grayscale_models_get_their_own_converted_file(served, torch_model, imag
     assert (isolated_zoo / "converted" / "resnet34-random.in1.weights.h5").is_file()
     # The 1-channel encoder equals the RGB network fed the gray image, normalised with the
     # means of the ImageNet statistics, in all three channels (kerasseg.zoo.convert).
-    mean, std = np.float32(np.mean([0.485, 0.456, 0.406])), np.float32(np.mean([0.229, 0.224,
-                                                                                 0.225]))
+    mean, std = (
+        np.float32(np.mean([0.485, 0.456, 0.406])),
+        np.float32(np.mean([0.229, 0.224, 0.225])),
+    )
     x = np.repeat(normalise(gray, mean=mean, std=std), 3, axis=1)
     reference = torchvision_features(torch_model, "resnet34", x)
     errors = [scaled_error(o, r) for o, r in zip(_features(model, gray), reference)]
@@ -272,13 +293,22 @@ def test_a_recipe_starting_from_imagenet_trains_from_the_converted_weights(
 ):
     isbi = require_shared_data("isbi2012-membrane")
     recipe = tmp_path / "recipe.yml"
-    recipe.write_text(yaml.safe_dump({
-        "name": f"{VGG_MODEL}.isbi-tiny",
-        "model": {"num_classes": 1, "init": "imagenet"},
-        "data": {"path": str(isbi), "channels": 1, "mask_values": {0: 1, 255: 0},
-                 "train": [0], "val": [29]},
-        "train": {"epochs": 1, "steps_per_epoch": 1, "batch_size": 1, "crop_size": 64},
-    }))
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "name": f"{VGG_MODEL}.isbi-tiny",
+                "model": {"num_classes": 1, "init": "imagenet"},
+                "data": {
+                    "path": str(isbi),
+                    "channels": 1,
+                    "mask_values": {0: 1, 255: 0},
+                    "train": [0],
+                    "val": [29],
+                },
+                "train": {"epochs": 1, "steps_per_epoch": 1, "batch_size": 1, "crop_size": 64},
+            }
+        )
+    )
     record = recipes.train(recipe, verbose=0, progress=False)
     converted = isolated_zoo / "converted" / "vgg11-random.in1.weights.h5"
     run = json.loads((zw.trained_dir(record["name"]) / "run" / "results.json").read_text())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 
 import keras
 import pytest
@@ -43,8 +42,9 @@ def test_recorded_parameter_counts_match_the_built_models():
     with keras.StatelessScope():
         for card in cards:
             entry = registry.registered(card.name)
-            model = entry.builder(num_classes=card.default_num_classes,
-                                  input_shape=card.default_input_shape)
+            model = entry.builder(
+                num_classes=card.default_num_classes, input_shape=card.default_input_shape
+            )
             assert model.count_params() == card.params, card.name
 
 
@@ -58,15 +58,19 @@ def test_every_weights_entry_has_a_licence_and_a_well_formed_hash():
         assert licence.strip(), name
         if file is not None:
             assert re.fullmatch(r"[0-9a-f]{64}", file.sha256 or "") or re.fullmatch(
-                r"[0-9a-f]{8,63}", file.sha256_prefix or ""), name
+                r"[0-9a-f]{8,63}", file.sha256_prefix or ""
+            ), name
 
 
 def test_imagenet_entries_are_torchvisions_published_checkpoints():
     torchvision = require_module("torchvision")
     index = metafiles.load_index()
     assert sorted(w.encoder for w in index.encoder_weights.values()) == encoders.list_encoders()
-    enums = {e.lower().replace("_weights", ""): getattr(torchvision.models, e)
-             for e in dir(torchvision.models) if e.endswith("_Weights")}
+    enums = {
+        e.lower().replace("_weights", ""): getattr(torchvision.models, e)
+        for e in dir(torchvision.models)
+        if e.endswith("_Weights")
+    }
     for name in encoders.list_encoders():
         weights = index.imagenet_for(name)
         published = enums[name].IMAGENET1K_V1
@@ -76,8 +80,10 @@ def test_imagenet_entries_are_torchvisions_published_checkpoints():
         assert weights.file.sha256 is None and len(weights.file.sha256_prefix) == 8
         assert weights.file.size_mb == published.meta["_file_size"]
         metrics = published.meta["_metrics"]["ImageNet-1K"]
-        assert weights.metrics[0]["values"] == {"acc@1": metrics["acc@1"],
-                                                "acc@5": metrics["acc@5"]}
+        assert weights.metrics[0]["values"] == {
+            "acc@1": metrics["acc@1"],
+            "acc@5": metrics["acc@5"],
+        }
         assert weights.licence == "BSD-3-Clause" and "ImageNet" in weights.licence_note
 
 
@@ -119,20 +125,37 @@ def _problems(tmp_path, content, family="broken", with_packaged=False):
 
 
 def test_schema_errors_are_all_listed(tmp_path):
-    message = _problems(tmp_path, {
-        "encoder_weights": [
-            {"name": "resnet18.imagenet", "encoder": "resnet18", "format": "torchvision",
-             "file": {"url": "https://x.invalid/r.pth", "sha256_prefix": 19584684}},
-            {"name": "resnet18.other", "encoder": "resnet18", "format": "torchvision",
-             "file": {"url": "ftp://x.invalid/r.pth", "sha256": "abc"}, "licence": "MIT"},
-        ],
-        "models": [
-            {"name": "m1", "builder": "tests.m1", "task": "segmentation", "colour": "red",
-             "defaults": {"num_classes": 1, "input_shape": [None, None, 3]},
-             "default_weights": "pascal",
-             "weights": {"Bad Tag": {}, "voc": {"recipe": "recipes/none.yml"}}},
-        ],
-    })
+    message = _problems(
+        tmp_path,
+        {
+            "encoder_weights": [
+                {
+                    "name": "resnet18.imagenet",
+                    "encoder": "resnet18",
+                    "format": "torchvision",
+                    "file": {"url": "https://x.invalid/r.pth", "sha256_prefix": 19584684},
+                },
+                {
+                    "name": "resnet18.other",
+                    "encoder": "resnet18",
+                    "format": "torchvision",
+                    "file": {"url": "ftp://x.invalid/r.pth", "sha256": "abc"},
+                    "licence": "MIT",
+                },
+            ],
+            "models": [
+                {
+                    "name": "m1",
+                    "builder": "tests.m1",
+                    "task": "segmentation",
+                    "colour": "red",
+                    "defaults": {"num_classes": 1, "input_shape": [None, None, 3]},
+                    "default_weights": "pascal",
+                    "weights": {"Bad Tag": {}, "voc": {"recipe": "recipes/none.yml"}},
+                },
+            ],
+        },
+    )
     for expected in (
         "missing required keys ['licence']",
         "`sha256_prefix` must be a quoted string of hex digits, got 19584684 (int; quote it",
@@ -145,23 +168,46 @@ def test_schema_errors_are_all_listed(tmp_path):
 
 
 def test_cross_file_errors(tmp_path):
-    message = _problems(tmp_path, {
-        "models": [
-            {"name": "m2", "builder": "x.m2", "task": "segmentation", "encoder": "resnet18",
-             "encoder_weights": {"imagenet": "resnet34.imagenet", "ssl": "resnet18.ssl"},
-             "defaults": {"num_classes": 1, "input_shape": [None, None, 3]},
-             "default_weights": "isbi"},
-        ],
-    }, family="other", with_packaged=True)
+    message = _problems(
+        tmp_path,
+        {
+            "models": [
+                {
+                    "name": "m2",
+                    "builder": "x.m2",
+                    "task": "segmentation",
+                    "encoder": "resnet18",
+                    "encoder_weights": {"imagenet": "resnet34.imagenet", "ssl": "resnet18.ssl"},
+                    "defaults": {"num_classes": 1, "input_shape": [None, None, 3]},
+                    "default_weights": "isbi",
+                },
+            ],
+        },
+        family="other",
+        with_packaged=True,
+    )
     assert "encoder_weights.ssl names 'resnet18.ssl', which no metafile defines" in message
-    assert "encoder_weights.imagenet ('resnet34.imagenet') is for encoder 'resnet34', not " \
+    assert (
+        "encoder_weights.imagenet ('resnet34.imagenet') is for encoder 'resnet34', not "
         "'resnet18'" in message
+    )
     assert "default_weights 'isbi' is none of its weights" in message
     # Against the packaged index: the name 'unet' is taken.
-    extra = write_metafile(tmp_path / "dup", "dup", {"models": [
-        {"name": "unet", "builder": "x.unet", "task": "segmentation",
-         "defaults": {"num_classes": 1, "input_shape": [None, None, 3]},
-         "default_weights": None}]})
+    extra = write_metafile(
+        tmp_path / "dup",
+        "dup",
+        {
+            "models": [
+                {
+                    "name": "unet",
+                    "builder": "x.unet",
+                    "task": "segmentation",
+                    "defaults": {"num_classes": 1, "input_shape": [None, None, 3]},
+                    "default_weights": None,
+                }
+            ]
+        },
+    )
     with pytest.raises(MetafileError, match="model 'unet' is already defined in"):
         metafiles.read_index([ZOO, extra])
     wrong_family = write_metafile(tmp_path / "fam", "fam", {})
@@ -174,20 +220,36 @@ def test_registry_cross_check_names_disagreements(tmp_path, monkeypatch):
     def _tiny(*, num_classes=1, input_shape=(None, None, 3)):
         raise AssertionError("not built")
 
-    extra = write_metafile(tmp_path / "x", "x", {"models": [
-        {"name": "_test_cross", "builder": "tests.zoo.elsewhere._tiny", "task": "detection",
-         "defaults": {"num_classes": 2, "input_shape": [None, None, 3]},
-         "default_weights": None},
-        {"name": "_test_unregistered", "builder": "tests.zoo.x.y", "task": "segmentation",
-         "defaults": {"num_classes": 1, "input_shape": [None, None, 3]},
-         "default_weights": None},
-    ]})
+    extra = write_metafile(
+        tmp_path / "x",
+        "x",
+        {
+            "models": [
+                {
+                    "name": "_test_cross",
+                    "builder": "tests.zoo.elsewhere._tiny",
+                    "task": "detection",
+                    "defaults": {"num_classes": 2, "input_shape": [None, None, 3]},
+                    "default_weights": None,
+                },
+                {
+                    "name": "_test_unregistered",
+                    "builder": "tests.zoo.x.y",
+                    "task": "segmentation",
+                    "defaults": {"num_classes": 1, "input_shape": [None, None, 3]},
+                    "default_weights": None,
+                },
+            ]
+        },
+    )
     monkeypatch.setenv("KERASSEG_ZOO_INDEX", str(extra))
     with temporary_model("_test_cross", _tiny):
         problems = "\n".join(metafiles.check_against_registry())
-    assert "`builder` is 'tests.zoo.elsewhere._tiny' but the registered builder is " \
-        "'tests.zoo.test_metafiles.test_registry_cross_check_names_disagreements.<locals>._tiny'" \
+    assert (
+        "`builder` is 'tests.zoo.elsewhere._tiny' but the registered builder is "
+        "'tests.zoo.test_metafiles.test_registry_cross_check_names_disagreements.<locals>._tiny'"
         in problems
+    )
     assert "task 'detection' != registered 'segmentation'" in problems
     assert "defaults (num_classes=2" in problems
     assert "'_test_unregistered': no model of that name is registered" in problems
@@ -206,5 +268,6 @@ def test_draft_entries_for_unlisted_models():
     (entry,) = yaml.safe_load(text)["models"]
     assert entry["encoder"] == "resnet18" and entry["default_weights"] == "imagenet"
     assert entry["params"] == 3 * 1 + 1
-    assert entry["builder"].endswith("test_draft_entries_for_unlisted_models.<locals>."
-                                     "_test_draft_resnet18")
+    assert entry["builder"].endswith(
+        "test_draft_entries_for_unlisted_models.<locals>._test_draft_resnet18"
+    )

@@ -42,9 +42,21 @@ def test_wheel_ships_the_metafiles_and_recipes(tmp_path):
         else:
             shutil.copy2(path, source / name)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path / "dist"), str(source)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     (wheel,) = (tmp_path / "dist").glob("kerasseg-*.whl")
 
@@ -55,21 +67,38 @@ def test_wheel_ships_the_metafiles_and_recipes(tmp_path):
     python = venv / "bin" / "python"
     purelib = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True).stdout.strip()
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     (venv / purelib.split(str(venv) + "/", 1)[1] / "dev-packages.pth").write_text(
-        "\n".join(site.getsitepackages()) + "\n")
+        "\n".join(site.getsitepackages()) + "\n"
+    )
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-         "--no-index", "-q", str(wheel)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--no-deps",
+            "--no-index",
+            "-q",
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
 
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "KERASSEG_ZOO_INDEX")}
     env.update(KERASSEG_HOME=str(tmp_path / "home"), TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run([str(python), "-c", CHECK], cwd=work, env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [str(python), "-c", CHECK], cwd=work, env=env, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     found = json.loads(result.stdout.strip().splitlines()[-1])
     installed = os.path.realpath(purelib)
@@ -80,7 +109,12 @@ def test_wheel_ships_the_metafiles_and_recipes(tmp_path):
     assert found["recipe"] == "unet11.isbi2012" and found["problems"] == []
 
     # The console script of the installed package.
-    listed = subprocess.run([str(venv / "bin" / "kerasseg"), "zoo", "list", "unet"], cwd=work,
-                            env=env, capture_output=True, text=True)
+    listed = subprocess.run(
+        [str(venv / "bin" / "kerasseg"), "zoo", "list", "unet"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert listed.returncode == 0, listed.stderr[-3000:]
     assert listed.stdout.startswith("unet ")

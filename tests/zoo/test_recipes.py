@@ -23,11 +23,23 @@ TINY = {
     "name": "unet.mine",
     "description": "A tiny U-Net, for the tests.",
     "model": {"num_classes": 1, "init": None, "kwargs": {"filters": 4, "depth": 2}},
-    "data": {"dataset": "ISBI 2012 membranes", "path": "isbi2012-membrane", "channels": 1,
-             "mask_values": {0: 1, 255: 0}, "classes": ["membrane"], "train": "0-3",
-             "val": [29]},
-    "train": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 2, "crop_size": 64,
-              "learning_rate": 0.001, "seed": 0},
+    "data": {
+        "dataset": "ISBI 2012 membranes",
+        "path": "isbi2012-membrane",
+        "channels": 1,
+        "mask_values": {0: 1, 255: 0},
+        "classes": ["membrane"],
+        "train": "0-3",
+        "val": [29],
+    },
+    "train": {
+        "epochs": 1,
+        "steps_per_epoch": 2,
+        "batch_size": 2,
+        "crop_size": 64,
+        "learning_rate": 0.001,
+        "seed": 0,
+    },
 }
 
 
@@ -52,7 +64,8 @@ def test_train_a_recipe_file_then_get_info_verify(tmp_path, isolated_zoo, capsys
 
     # zoo.get finds the weights under the recipe's name, with the recipe's configuration.
     assert "unet.mine" in zoo.list_models("unet*") and "unet.mine" in zoo.list_models(
-        pretrained=True)
+        pretrained=True
+    )
     model = zoo.get("unet.mine")
     assert model.input_shape == (None, None, None, 1)
     trained = keras.models.load_model(folder / "run" / "model.keras")
@@ -79,8 +92,9 @@ def test_train_a_recipe_file_then_get_info_verify(tmp_path, isolated_zoo, capsys
     weights_file.write_bytes(weights_file.read_bytes()[:-100])
     assert main(["zoo", "verify"]) == 1
     assert "CORRUPT  trained    unet.mine" in capsys.readouterr().out
-    with pytest.raises(zoo.WeightsNotAvailableError,
-                       match="(?s)corrupt.*kerasseg zoo train unet.mine"):
+    with pytest.raises(
+        zoo.WeightsNotAvailableError, match=r"(?s)corrupt.*kerasseg zoo train unet\.mine"
+    ):
         zoo.get("unet.mine")
 
 
@@ -95,23 +109,40 @@ def _test_tiny_unet(*, num_classes=1, input_shape=(None, None, 3), **kwargs):
 def test_listed_but_untrained_tag_says_how_to_train_it(tmp_path, monkeypatch):
     root = tmp_path / "index"
     (root / "recipes").mkdir(parents=True)
-    _write(root / "recipes" / "_test_tiny_unet.demo.yml", {**TINY, "name": "_test_tiny_unet.demo",
-                                                           "model": {"num_classes": 1}})
-    metafile = write_metafile(root, "tiny", {"models": [{
-        "name": "_test_tiny_unet",
-        "builder": f"{__name__}._test_tiny_unet",
-        "task": "segmentation",
-        "defaults": {"num_classes": 1, "input_shape": [None, None, 3]},
-        "default_weights": None,
-        "weights": {"demo": {"recipe": "recipes/_test_tiny_unet.demo.yml", "licence": "MIT",
-                             "classes": ["membrane"], "metrics": []}},
-    }]})
+    _write(
+        root / "recipes" / "_test_tiny_unet.demo.yml",
+        {**TINY, "name": "_test_tiny_unet.demo", "model": {"num_classes": 1}},
+    )
+    metafile = write_metafile(
+        root,
+        "tiny",
+        {
+            "models": [
+                {
+                    "name": "_test_tiny_unet",
+                    "builder": f"{__name__}._test_tiny_unet",
+                    "task": "segmentation",
+                    "defaults": {"num_classes": 1, "input_shape": [None, None, 3]},
+                    "default_weights": None,
+                    "weights": {
+                        "demo": {
+                            "recipe": "recipes/_test_tiny_unet.demo.yml",
+                            "licence": "MIT",
+                            "classes": ["membrane"],
+                            "metrics": [],
+                        }
+                    },
+                }
+            ]
+        },
+    )
     monkeypatch.setenv("KERASSEG_ZOO_INDEX", str(metafile))
     with temporary_model("_test_tiny_unet", _test_tiny_unet):
         assert zoo.list_models("_test_tiny*") == ["_test_tiny_unet", "_test_tiny_unet.demo"]
         assert zoo.list_models("_test_tiny*", pretrained=False) == ["_test_tiny_unet"]
         assert recipes.load_recipe("_test_tiny_unet.demo").path == (
-            root / "recipes" / "_test_tiny_unet.demo.yml")
+            root / "recipes" / "_test_tiny_unet.demo.yml"
+        )
         with pytest.raises(zoo.WeightsNotAvailableError) as error:
             zoo.get("_test_tiny_unet.demo")
         message = str(error.value)
@@ -139,8 +170,9 @@ def test_recipe_errors_are_named(tmp_path):
     check(lambda r: r["model"].update(init="coco"), r"model.init must be 'imagenet' or null")
     check(lambda r: r["model"]["kwargs"].update(encoder_weights="x"), "encoder weights go in")
     check(lambda r: r["data"].update(train="a-b"), "data.train must be indices like")
-    with pytest.raises(ValueError, match="No recipe named 'unet11.isbi2013'. Did you mean "
-                                         "'unet11.isbi2012'"):
+    with pytest.raises(
+        ValueError, match=r"No recipe named 'unet11\.isbi2013'\. Did you mean 'unet11\.isbi2012'"
+    ):
         recipes.load_recipe("unet11.isbi2013")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         recipes.load_recipe(tmp_path / "missing.yml")
@@ -154,14 +186,18 @@ def test_data_is_looked_up_under_the_data_roots(tmp_path, monkeypatch):
     monkeypatch.setenv("KERASSEG_DATA", str(tmp_path / "env-root"))
     assert recipes.resolve_data(recipe) == tmp_path / "env-root" / "isbi2012-membrane"
     assert recipes.resolve_data(recipe, tmp_path / "arg-root") == (
-        tmp_path / "arg-root" / "isbi2012-membrane")
-    absent = recipes.load_recipe(_write(tmp_path / "r2.yml", {
-        **TINY, "data": {**TINY["data"], "path": "no-such-set"}}))
+        tmp_path / "arg-root" / "isbi2012-membrane"
+    )
+    absent = recipes.load_recipe(
+        _write(tmp_path / "r2.yml", {**TINY, "data": {**TINY["data"], "path": "no-such-set"}})
+    )
     with pytest.raises(FileNotFoundError) as error:
         recipes.resolve_data(absent, tmp_path / "arg-root")
     message = str(error.value)
-    assert f"Looked in:\n  {tmp_path / 'arg-root' / 'no-such-set'}\n  " \
+    assert (
+        f"Looked in:\n  {tmp_path / 'arg-root' / 'no-such-set'}\n  "
         f"{tmp_path / 'env-root' / 'no-such-set'}" in message
+    )
     assert "Pass --data-root DIR (the folder holding 'no-such-set') or set KERASSEG_DATA" in message
 
 
@@ -171,25 +207,43 @@ def test_hosted_task_weights_are_downloaded_verified_and_loaded(tmp_path, monkey
     body = (tmp_path / "tiny-hosted.weights.h5").read_bytes()
     root = tmp_path / "index"
     (root / "recipes").mkdir(parents=True)
-    _write(root / "recipes" / "_test_tiny_unet.hosted.yml",
-           {**TINY, "name": "_test_tiny_unet.hosted", "model": {"num_classes": 1}})
+    _write(
+        root / "recipes" / "_test_tiny_unet.hosted.yml",
+        {**TINY, "name": "_test_tiny_unet.hosted", "model": {"num_classes": 1}},
+    )
     with LocalServer() as server, temporary_model("_test_tiny_unet", _test_tiny_unet):
         server.files["/w/tiny-hosted.weights.h5"] = body
-        metafile = write_metafile(root, "tiny", {"models": [{
-            "name": "_test_tiny_unet",
-            "builder": f"{__name__}._test_tiny_unet",
-            "task": "segmentation",
-            "defaults": {"num_classes": 1, "input_shape": [None, None, 3]},
-            "default_weights": "hosted",
-            "weights": {"hosted": {
-                "recipe": "recipes/_test_tiny_unet.hosted.yml", "licence": "MIT",
-                "file": {"url": server.url("/w/tiny-hosted.weights.h5"),
-                         "sha256": sha256_bytes(body), "size_bytes": len(body)}}},
-        }]})
+        metafile = write_metafile(
+            root,
+            "tiny",
+            {
+                "models": [
+                    {
+                        "name": "_test_tiny_unet",
+                        "builder": f"{__name__}._test_tiny_unet",
+                        "task": "segmentation",
+                        "defaults": {"num_classes": 1, "input_shape": [None, None, 3]},
+                        "default_weights": "hosted",
+                        "weights": {
+                            "hosted": {
+                                "recipe": "recipes/_test_tiny_unet.hosted.yml",
+                                "licence": "MIT",
+                                "file": {
+                                    "url": server.url("/w/tiny-hosted.weights.h5"),
+                                    "sha256": sha256_bytes(body),
+                                    "size_bytes": len(body),
+                                },
+                            }
+                        },
+                    }
+                ]
+            },
+        )
         monkeypatch.setenv("KERASSEG_ZOO_INDEX", str(metafile))
         monkeypatch.setenv("KERASSEG_OFFLINE", "1")
-        with pytest.raises(zoo.WeightsNotAvailableError,
-                           match="kerasseg zoo download _test_tiny_unet.hosted"):
+        with pytest.raises(
+            zoo.WeightsNotAvailableError, match=r"kerasseg zoo download _test_tiny_unet\.hosted"
+        ):
             zoo.get("_test_tiny_unet.hosted")
         monkeypatch.delenv("KERASSEG_OFFLINE")
         # The default weights of the model are the tag's; the configuration is the recipe's.

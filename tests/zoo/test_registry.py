@@ -47,11 +47,15 @@ def test_register_rejects_unknown_task():
 
 
 def test_get_builds_with_overrides_and_loads_a_weights_file(tmp_path):
-    model = kerasseg.zoo.get("unet", weights=None, num_classes=3, input_shape=(32, 32, 1), filters=4, depth=2)
+    model = kerasseg.zoo.get(
+        "unet", weights=None, num_classes=3, input_shape=(32, 32, 1), filters=4, depth=2
+    )
     assert model.output_shape == (None, 32, 32, 3)
     path = tmp_path / "w.weights.h5"
     model.save_weights(path)
-    again = kerasseg.zoo.get("unet", weights=path, num_classes=3, input_shape=(32, 32, 1), filters=4, depth=2)
+    again = kerasseg.zoo.get(
+        "unet", weights=path, num_classes=3, input_shape=(32, 32, 1), filters=4, depth=2
+    )
     x = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 1)).astype("float32")
     np.testing.assert_array_equal(model.predict(x, verbose=0), again.predict(x, verbose=0))
 
@@ -68,13 +72,16 @@ def test_weights_errors_name_the_problem(tmp_path):
 
 
 def test_names_with_a_dot_are_refused():
-    with pytest.raises(ValueError, match="must not contain '.'"):
+    with pytest.raises(ValueError, match=r"must not contain '\.'"):
         registry.register_model("unet.v2")(lambda **kw: None)
 
 
 def test_imagenet_needs_an_encoder_entry():
-    with pytest.raises(ValueError, match=r"Model 'unet' has no 'imagenet' encoder weights: its "
-                                         r"metafile entry .*unet.yml\) names no encoder weights"):
+    with pytest.raises(
+        ValueError,
+        match=r"Model 'unet' has no 'imagenet' encoder weights: its "
+        r"metafile entry .*unet.yml\) names no encoder weights",
+    ):
         kerasseg.zoo.get("unet", weights="imagenet")
     with pytest.raises(TypeError, match="`weights` must be 'default', None, 'imagenet'"):
         kerasseg.zoo.get("unet", weights=3)

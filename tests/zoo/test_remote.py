@@ -64,8 +64,10 @@ def test_corrupt_cached_file_is_reported_and_fetched_again(server, isolated_zoo,
         again = remote.fetch(file)
     assert again.read_bytes() == BODY
     assert len(server.requests) == 2
-    assert any("corrupt or truncated" in r.getMessage() and str(path) in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "corrupt or truncated" in r.getMessage() and str(path) in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_interrupted_transfer_leaves_nothing_and_says_so(server, isolated_zoo):
@@ -80,7 +82,7 @@ def test_interrupted_transfer_leaves_nothing_and_says_so(server, isolated_zoo):
 
 
 def test_wrong_hash_is_an_error_and_nothing_is_kept(server, isolated_zoo):
-    with pytest.raises(ChecksumError, match="has SHA-256 .* but the metafile expects 0{64}"):
+    with pytest.raises(ChecksumError, match=r"has SHA-256 .* but the metafile expects 0{64}"):
         remote.fetch(_file(server, sha256="0" * 64))
     assert _cache_listing(isolated_zoo) == []
 
@@ -104,8 +106,9 @@ def test_http_mirror_replaces_scheme_and_host(server, monkeypatch):
     server.files["/mirror/models/weights-abc.bin"] = BODY
     monkeypatch.setenv("KERASSEG_MIRROR", server.url("/mirror") + "/")
     # The published host does not exist: only the mirror can serve the file.
-    file = RemoteFile(url="https://weights.invalid/models/weights-abc.bin",
-                      sha256=sha256_bytes(BODY))
+    file = RemoteFile(
+        url="https://weights.invalid/models/weights-abc.bin", sha256=sha256_bytes(BODY)
+    )
     assert remote.fetch(file).read_bytes() == BODY
     assert server.requests == ["/mirror/models/weights-abc.bin"]
 
@@ -114,21 +117,23 @@ def test_local_directory_mirror(tmp_path, monkeypatch):
     (tmp_path / "mirror" / "models").mkdir(parents=True)
     (tmp_path / "mirror" / "models" / "weights-abc.bin").write_bytes(BODY)
     monkeypatch.setenv("KERASSEG_MIRROR", str(tmp_path / "mirror"))
-    file = RemoteFile(url="https://weights.invalid/models/weights-abc.bin",
-                      sha256=sha256_bytes(BODY))
+    file = RemoteFile(
+        url="https://weights.invalid/models/weights-abc.bin", sha256=sha256_bytes(BODY)
+    )
     assert remote.fetch(file).read_bytes() == BODY
     monkeypatch.setenv("KERASSEG_MIRROR", (tmp_path / "mirror").as_uri())
     file.cache_path().unlink()
     assert remote.fetch(file).read_bytes() == BODY
     missing = RemoteFile(url="https://weights.invalid/models/other.bin", sha256="1" * 64)
-    with pytest.raises(DownloadError, match="The mirror has no file .*models/other.bin"):
+    with pytest.raises(DownloadError, match=r"The mirror has no file .*models/other\.bin"):
         remote.fetch(missing)
 
 
 def test_mirrored_url_rule():
     url = "https://download.pytorch.org/models/resnet34-b627a593.pth"
     assert remote.mirrored_url(url, "http://mirror.lan/w/") == (
-        "http://mirror.lan/w/models/resnet34-b627a593.pth")
+        "http://mirror.lan/w/models/resnet34-b627a593.pth"
+    )
     assert remote.mirrored_url(url, "/srv/w") == "/srv/w/models/resnet34-b627a593.pth"
     assert remote.mirrored_url(url, "") == url
 
@@ -141,8 +146,13 @@ def test_offline_never_touches_the_network(server, isolated_zoo, monkeypatch):
     message = str(error.value)
     assert server.requests == []
     assert str(isolated_zoo / "downloads" / "weights-abc.bin") in message
-    for text in ("KERASSEG_HOME", "KERASSEG_OFFLINE=1", "KERASSEG_MIRROR",
-                 "kerasseg zoo download some_model", "The test weights"):
+    for text in (
+        "KERASSEG_HOME",
+        "KERASSEG_OFFLINE=1",
+        "KERASSEG_MIRROR",
+        "kerasseg zoo download some_model",
+        "The test weights",
+    ):
         assert text in message
     # A verified cached copy is used offline.
     monkeypatch.delenv("KERASSEG_OFFLINE")

@@ -27,6 +27,7 @@ vectorised over IoU thresholds, area ranges, maxDets and recall thresholds.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,8 +107,8 @@ def evaluate_coco(
     maxdets = np.array(sorted(int(m) for m in max_detections), dtype=np.int64)
     num_k = len(category_ids)
     n_img = max(int(num_images), 1)
-    num_t, num_r = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS)
-    num_a, num_m = len(AREA_RANGES), len(maxdets)
+    _num_t, _num_r = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS)
+    num_a, _num_m = len(AREA_RANGES), len(maxdets)
 
     # Detections: group by (class, image), best score first, keep the top maxDets[-1];
     # then lay them out once in accumulation order (class, score, image, rank), which is
@@ -243,7 +244,7 @@ def _greedy_match(
     span = int(np.max(np.diff(bounds)))
     regular_bonus = num_ious * span
     thresholds = _MATCH_THRESHOLDS[:, None]
-    for start, stop in zip(bounds[:-1], bounds[1:]):
+    for start, stop in itertools.pairwise(bounds):
         d = pair_d[start:stop]
         g = pair_g[start:stop]
         seg = segment_starts(d)

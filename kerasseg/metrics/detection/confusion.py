@@ -77,7 +77,10 @@ def confusion_matrix(
     pair_d, pair_g, pair_iou = [], [], []
     for di, gi in iter_pairs(dt.image, regular.image):
         iou = coco_pair_iou(
-            dt.boxes[di], dt.box_area[di], regular.boxes[gi], regular.box_area[gi],
+            dt.boxes[di],
+            dt.box_area[di],
+            regular.boxes[gi],
+            regular.box_area[gi],
             np.zeros(len(gi), bool),
         )
         hit = iou >= iou_threshold
@@ -103,7 +106,10 @@ def confusion_matrix(
         special = special.select(s_order)
         for di, gi in iter_pairs(dt.image, special.image):
             iou = coco_pair_iou(
-                dt.boxes[di], dt.box_area[di], special.boxes[gi], special.box_area[gi],
+                dt.boxes[di],
+                dt.box_area[di],
+                special.boxes[gi],
+                special.box_area[gi],
                 special.crowd[gi],
             )
             spared[di[iou >= iou_threshold]] = True

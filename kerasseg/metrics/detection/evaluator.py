@@ -74,14 +74,20 @@ def run_protocol(
     with _progress_bar(progress, total, f"mAP ({protocol})") as bar:
         if protocol == "coco":
             arrays = evaluate_coco(
-                gt, dt, num_images=num_images, category_ids=class_ids,
-                max_detections=max_detections, progress=bar,
+                gt,
+                dt,
+                num_images=num_images,
+                category_ids=class_ids,
+                max_detections=max_detections,
+                progress=bar,
             )
             # Per class: AP@[.5:.95] over area "all" and the largest maxDets.
             per_class = arrays.precision[:, :, :, 0, -1]
             ap = np.array(
-                [np.mean(per_class[:, :, k]) if np.all(per_class[:, :, k] > -1) else np.nan
-                 for k in range(len(class_ids))]
+                [
+                    np.mean(per_class[:, :, k]) if np.all(per_class[:, :, k] > -1) else np.nan
+                    for k in range(len(class_ids))
+                ]
             )
             counted = gt.select(~gt.crowd)
             num_gt = np.bincount(
@@ -105,9 +111,14 @@ def run_protocol(
                 _detections=dt,
             )
         arrays = evaluate_voc(
-            gt, dt, num_images=num_images, category_ids=class_ids,
-            use_07_metric=protocol == "voc07", iou_threshold=iou_threshold,
-            pixel_inclusive=pixel_inclusive, progress=bar,
+            gt,
+            dt,
+            num_images=num_images,
+            category_ids=class_ids,
+            use_07_metric=protocol == "voc07",
+            iou_threshold=iou_threshold,
+            pixel_inclusive=pixel_inclusive,
+            progress=bar,
         )
         return DetectionResult(
             protocol=protocol,

@@ -99,11 +99,15 @@ def voc_pair_iou(
     """
     one = 1.0 if pixel_inclusive else 0.0
     iw = np.maximum(
-        np.minimum(d_boxes[..., 2], g_boxes[..., 2]) - np.maximum(d_boxes[..., 0], g_boxes[..., 0]) + one,
+        np.minimum(d_boxes[..., 2], g_boxes[..., 2])
+        - np.maximum(d_boxes[..., 0], g_boxes[..., 0])
+        + one,
         0.0,
     )
     ih = np.maximum(
-        np.minimum(d_boxes[..., 3], g_boxes[..., 3]) - np.maximum(d_boxes[..., 1], g_boxes[..., 1]) + one,
+        np.minimum(d_boxes[..., 3], g_boxes[..., 3])
+        - np.maximum(d_boxes[..., 1], g_boxes[..., 1])
+        + one,
         0.0,
     )
     inter = iw * ih

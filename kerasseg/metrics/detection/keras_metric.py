@@ -191,9 +191,7 @@ class MeanAveragePrecision(keras.metrics.Metric):
     # Accumulation ---------------------------------------------------------------------
 
     def _update_numpy(self, y_true: Any, y_pred: Any) -> None:
-        self._evaluator.update(
-            _unpack_ground_truth(y_true, self._flag), _unpack_detections(y_pred)
-        )
+        self._evaluator.update(_unpack_ground_truth(y_true, self._flag), _unpack_detections(y_pred))
         self._version += 1
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -44,7 +45,7 @@ def iter_pairs(
     # Split the detections so that each piece holds about `chunk` pairs.
     bounds = np.searchsorted(ends, np.arange(chunk, total, chunk), side="left") + 1
     bounds = np.unique(np.concatenate([[0], bounds, [len(det_keys)]]))
-    for start, stop in zip(bounds[:-1], bounds[1:]):
+    for start, stop in itertools.pairwise(bounds):
         c = counts[start:stop]
         n = int(c.sum())
         if n == 0:
