@@ -127,6 +127,7 @@ def _report_results(results: dict, output: Path) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from kerasseg.training import train_segmentation
+    from kerasseg.zoo.recipes import build_training_model
 
     output = Path(args.output)
     if args.synthetic:
@@ -166,6 +167,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.filters is None and config.model == "unet":
         config.model_kwargs["filters"] = 16
     results = train_segmentation(
+        build_training_model(config, folder.channels),
         folder,
         train_indices=train_indices,
         val_indices=val_indices,
@@ -215,6 +217,7 @@ def _open_folder(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from kerasseg.training import train_segmentation
+    from kerasseg.zoo.recipes import build_training_model
 
     folder = _open_folder(args)
     val = _parse_indices(args.val_indices, len(folder))
@@ -224,11 +227,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     train = [i for i in range(len(folder)) if i not in set(val)]
     if not train:
         raise SystemExit("error: no training images left after the validation split.")
+    config = _config_from_args(args, args.num_classes)
     results = train_segmentation(
+        build_training_model(config, folder.channels),
         folder,
         train_indices=train,
         val_indices=val,
-        config=_config_from_args(args, args.num_classes),
+        config=config,
         output_dir=args.output,
         report=print,
         verbose=0 if args.quiet else "auto",

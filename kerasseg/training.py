@@ -154,6 +154,7 @@ def write_overlays(
 
 
 def train_segmentation(
+    model: keras.Model,
     folder: SegmentationFolder,
     *,
     train_indices: Sequence[int],
@@ -164,7 +165,7 @@ def train_segmentation(
     report: Callable[[str], None] = logger.info,
     verbose: str | int = "auto",
 ) -> dict[str, Any]:
-    """Trains a zoo model on a folder and writes the results.
+    """Trains a built segmentation model on a folder and writes the results.
 
     Writes into `output_dir`: ``model.keras`` (self-contained: loads with plain
     `keras.models.load_model` after ``import kerasseg``), ``history.csv`` and
@@ -172,6 +173,9 @@ def train_segmentation(
     scores, configuration, timing) and ``overlays/*.png``.
 
     Args:
+        model: The model to train, built for ``config.num_classes`` classes and the folder's
+            channels (`kerasseg.zoo.recipes.build_training_model` builds ``config.model``
+            with ``config.seed``).
         folder: The data.
         train_indices: Pairs used for training (random crops, flips, rotations).
         val_indices: Pairs used for validation, at full size.
@@ -186,16 +190,6 @@ def train_segmentation(
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(config.seed)
-    from kerasseg import zoo  # the zoo sits above this module's dependencies
-
-    model = zoo.get(
-        config.model,
-        weights=None,
-        num_classes=config.num_classes,
-        input_shape=(None, None, folder.channels),
-        **config.model_kwargs,
-    )
     compile_for_segmentation(model, config, config.epochs * config.steps_per_epoch)
     train_data = folder.dataset(
         indices=train_indices,

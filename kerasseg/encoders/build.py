@@ -7,6 +7,12 @@ import os
 
 import keras
 
+from kerasseg.encoders.convert import (
+    ConversionReport,
+    StateDictSource,
+    load_torchvision_weights,
+    save_weights,
+)
 from kerasseg.encoders.normalization import input_normalization
 from kerasseg.encoders.resnet import resnet_features
 from kerasseg.encoders.specs import spec as get_spec
@@ -147,9 +153,58 @@ def _load_weights(model: keras.Model, name: str, path: str) -> None:
             ) from error
         logger.info("Loaded %s weights from %s", name, path)
         return
-    # The converter belongs to the zoo (which builds on the encoders); it is imported only
-    # here, at call time, so the encoders never depend on the zoo at import.
-    from kerasseg.zoo.convert import load_torchvision_weights
-
     logger.info("Converting torchvision checkpoint %s for %s", path, name)
     load_torchvision_weights(model, path, encoder=name)  # logs its report
+
+
+def convert_torchvision(
+    name: str,
+    source: StateDictSource,
+    *,
+    input_shape: tuple[int | None, int | None, int] | None = None,
+    in_channels: int | None = None,
+    include_stride_1: bool = False,
+    trainable: bool = True,
+) -> keras.Model:
+    """Builds encoder `name` and loads a torchvision state dict into it.
+
+    Args:
+        name: Encoder name (also torchvision's model name), e.g. ``"vgg11"``.
+        source: State dict or file path (see `read_state_dict`).
+        input_shape: As for `kerasseg.encoders.get`.
+        in_channels: As for `kerasseg.encoders.get`; RGB kernels are adapted to it (see
+            `adapt_input_conv`).
+        include_stride_1: As for `kerasseg.encoders.get`.
+        trainable: As for `kerasseg.encoders.get`.
+
+    Returns:
+        The encoder with the converted weights (see `load_torchvision_weights` for the
+        checks and the report, which is logged at INFO level).
+    """
+    model = get(
+        name,
+        input_shape=input_shape,
+        in_channels=in_channels,
+        include_stride_1=include_stride_1,
+    )
+    load_torchvision_weights(model, source, encoder=name)
+    model.trainable = trainable
+    return model
+
+
+def convert_torchvision_file(
+    name: str,
+    source: StateDictSource,
+    destination: str | os.PathLike,
+    *,
+    in_channels: int = 3,
+) -> ConversionReport:
+    """Converts a torchvision checkpoint to a ``.weights.h5`` file for encoder `name`.
+
+    Returns:
+        The `ConversionReport` of the conversion.
+    """
+    model = get(name, in_channels=in_channels)
+    report = load_torchvision_weights(model, source, encoder=name)
+    save_weights(model, destination)
+    return report

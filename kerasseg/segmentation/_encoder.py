@@ -16,13 +16,13 @@ import keras
 
 from kerasseg import encoders
 from kerasseg.layers.checks import DivisibleSizeCheck, check_input_shape
+from kerasseg.registry import register_model
 from kerasseg.segmentation.checks import (  # noqa: F401  (re-exported for the builders)
     check_choice,
     check_model_input_shape,
     check_positive_int,
     check_rate,
 )
-from kerasseg.zoo.registry import register_model
 
 #: Total stride of every encoder (five 2x downsamplings); inputs must be multiples of it.
 ENCODER_STRIDE = 32

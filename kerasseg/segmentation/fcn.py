@@ -77,9 +77,9 @@ from keras import layers
 from kerasseg import encoders
 from kerasseg.layers.checks import DivisibleSizeCheck, check_input_shape
 from kerasseg.layers.initializers import BilinearKernel
+from kerasseg.registry import register_model
 from kerasseg.segmentation.checks import check_model_input_shape
 from kerasseg.segmentation.heads import check_num_classes, resolve_activation
-from kerasseg.zoo.registry import register_model
 
 #: FCN variants: name -> encoder strides whose scores are fused (coarsest first).
 VARIANTS: dict[str, tuple[int, ...]] = {"32s": (32,), "16s": (32, 16), "8s": (32, 16, 8)}

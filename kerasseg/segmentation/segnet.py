@@ -51,9 +51,9 @@ from kerasseg.encoders.normalization import input_normalization
 from kerasseg.encoders.vgg import vgg_config, vgg_conv
 from kerasseg.layers.checks import DivisibleSizeCheck, check_input_shape
 from kerasseg.layers.pooling import IMPLEMENTATIONS, MaxPoolingWithArgmax2D, MaxUnpooling2D
+from kerasseg.registry import register_model
 from kerasseg.segmentation.checks import check_model_input_shape
 from kerasseg.segmentation.heads import check_num_classes, resolve_activation
-from kerasseg.zoo.registry import register_model
 
 #: Total stride of the encoder (five 2x2 poolings); inputs must be multiples of it.
 OUTPUT_STRIDE = 32

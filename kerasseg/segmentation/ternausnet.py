@@ -49,13 +49,13 @@ from keras import layers
 from kerasseg import encoders
 from kerasseg.layers.blocks import conv_norm_act
 from kerasseg.layers.decoders import ternausnet_decoder_block
+from kerasseg.registry import register_model
 from kerasseg.segmentation._encoder import (
     check_model_input_shape,
     check_positive_int,
     encoder_features,
 )
 from kerasseg.segmentation.heads import check_num_classes, resolve_activation, segmentation_head
-from kerasseg.zoo.registry import register_model
 
 #: The decoder blocks, coarsest first: (name, middle, out) channels as multiples of
 #: ``num_filters``. Each doubles the size; ``dec1`` (a conv3x3-ReLU of ``num_filters``) and

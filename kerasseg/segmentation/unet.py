@@ -16,9 +16,9 @@ from keras import layers
 
 from kerasseg.layers.blocks import UPSAMPLING_MODES, double_conv, upsample
 from kerasseg.layers.checks import DivisibleSizeCheck, check_input_shape
+from kerasseg.registry import register_model
 from kerasseg.segmentation.checks import check_model_input_shape
 from kerasseg.segmentation.heads import check_num_classes, resolve_activation, segmentation_head
-from kerasseg.zoo.registry import register_model
 
 
 @register_model("unet", default_num_classes=1, default_input_shape=(None, None, 3))

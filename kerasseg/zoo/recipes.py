@@ -44,12 +44,17 @@ import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from kerasseg.zoo import metafiles
 from kerasseg.zoo import weights as zw
+
+if TYPE_CHECKING:
+    import keras
+
+    from kerasseg.training import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -305,6 +310,30 @@ def resolve_data(recipe: Recipe, data_root: str | os.PathLike | None = None) -> 
     )
 
 
+def build_training_model(config: TrainConfig, channels: int) -> keras.Model:
+    """Seeds Keras with ``config.seed`` and builds ``config.model`` from random weights.
+
+    Args:
+        config: The model name, classes, builder arguments and seed.
+        channels: Input channels of the images (any height and width).
+
+    Returns:
+        The model, in the state `kerasseg.training.train_segmentation` expects.
+    """
+    import keras
+
+    from kerasseg.zoo import registry
+
+    keras.utils.set_random_seed(config.seed)
+    return registry.get(
+        config.model,
+        weights=None,
+        num_classes=config.num_classes,
+        input_shape=(None, None, channels),
+        **config.model_kwargs,
+    )
+
+
 def train(
     name_or_path: str | os.PathLike,
     *,
@@ -372,6 +401,7 @@ def train(
     staging = final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.partial")
     try:
         results = train_segmentation(
+            build_training_model(config, folder.channels),
             folder,
             train_indices=list(spec.train),
             val_indices=list(spec.val),

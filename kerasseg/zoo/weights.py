@@ -212,11 +212,9 @@ def encoder_weights_path(
         also_looked=[(path, "converted Keras weights")],
     )
     _require_torch(checkpoint, path)
-    from kerasseg.zoo import convert
+    from kerasseg.encoders.build import convert_torchvision_file
 
-    report = convert.convert_torchvision_file(
-        weights.encoder, checkpoint, path, in_channels=in_channels
-    )
+    report = convert_torchvision_file(weights.encoder, checkpoint, path, in_channels=in_channels)
     write_json_atomic(
         _record_path(path),
         {

@@ -16,6 +16,7 @@ import pytest
 
 from kerasseg.data.masks import SegmentationFolder
 from kerasseg.training import TrainConfig, evaluate_arrays, train_segmentation
+from kerasseg.zoo.recipes import build_training_model
 from tests.support import require_shared_data
 
 CASES = {
@@ -51,6 +52,7 @@ def test_short_training_on_isbi_membranes(model, isbi, tmp_path):
         seed=0,
     )
     results = train_segmentation(
+        build_training_model(config, isbi.channels),
         isbi,
         train_indices=range(24),
         val_indices=range(24, 30),
