@@ -127,7 +127,7 @@ def _report_results(results: dict, output: Path) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from kerasseg.training import train_segmentation
-    from kerasseg.zoo.recipes import build_training_model
+    from kerasseg.zoo.recipe_training import build_training_model
 
     output = Path(args.output)
     if args.synthetic:
@@ -217,7 +217,7 @@ def _open_folder(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from kerasseg.training import train_segmentation
-    from kerasseg.zoo.recipes import build_training_model
+    from kerasseg.zoo.recipe_training import build_training_model
 
     folder = _open_folder(args)
     val = _parse_indices(args.val_indices, len(folder))
@@ -338,9 +338,9 @@ def cmd_zoo(args: argparse.Namespace) -> int:
             if not paths:
                 print(f"{name}: no pretrained weights to download")
     elif args.zoo_command == "train":
-        from kerasseg.zoo import recipes
+        from kerasseg.zoo import recipe_training
 
-        record = recipes.train(
+        record = recipe_training.train(
             args.recipe,
             data_root=args.data_root,
             report=print,
@@ -357,17 +357,17 @@ def cmd_zoo(args: argparse.Namespace) -> int:
             f"kerasseg.zoo.get({record['name']!r}) loads them."
         )
     elif args.zoo_command == "verify":
-        from kerasseg.zoo import metafiles, remote
+        from kerasseg.zoo import remote, verify
         from kerasseg.zoo import weights as zw
 
         failed = False
         if args.metafiles:
-            problems = metafiles.check_against_registry()
+            problems = verify.check_against_registry()
             for problem in problems:
                 print(f"METAFILE  {problem}")
             print(f"metafiles: {len(problems)} problem(s)")
             failed = bool(problems)
-        entries = zw.verify(args.names or None)
+        entries = verify.verify_cache(args.names or None)
         for entry in entries:
             print(
                 f"{entry.status.upper():8s} {entry.kind:10s} {entry.name:28s} {entry.path}"

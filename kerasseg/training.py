@@ -174,7 +174,7 @@ def train_segmentation(
 
     Args:
         model: The model to train, built for ``config.num_classes`` classes and the folder's
-            channels (`kerasseg.zoo.recipes.build_training_model` builds ``config.model``
+            channels (`kerasseg.zoo.recipe_training.build_training_model` builds ``config.model``
             with ``config.seed``).
         folder: The data.
         train_indices: Pairs used for training (random crops, flips, rotations).

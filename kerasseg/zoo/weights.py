@@ -53,7 +53,7 @@ TRAINED_RECIPE = "recipe.yml"
 
 @dataclasses.dataclass(frozen=True)
 class CacheEntry:
-    """One file of the cache and its state, as `verify` reports it.
+    """One file of the cache and its state, as `kerasseg.zoo.verify.verify_cache` reports it.
 
     Attributes:
         kind: ``"download"``, ``"converted"`` or ``"trained"``.
@@ -290,75 +290,3 @@ def trained_weights_path(name: str, *, recipe: Path | None = None) -> Path:
         f"Environment:\n{dl.environment_summary()}\n"
         f"Train them with:\n  kerasseg zoo train {name}{recipe_note}"
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Verification of the whole cache
-
-
-def _in_channel_variants(weights: EncoderWeights) -> list[Path]:
-    base = converted_path(weights)
-    stem = base.name[: -len(".weights.h5")]
-    found = sorted(base.parent.glob(f"{stem}.in*.weights.h5")) if base.parent.is_dir() else []
-    return [base, *found]
-
-
-def verify(names: list[str] | None = None) -> list[CacheEntry]:
-    """Re-hashes the cached files: downloads, converted encoders and trained weights.
-
-    Args:
-        names: Restrict to these models (their ImageNet and task weights), tags
-            (``"unet11.isbi2012"``) or encoder weights (``"resnet34.imagenet"``); None: every
-            file the metafiles know of plus everything in the cache.
-
-    Returns:
-        One `CacheEntry` per file, status ``"ok"``, ``"corrupt"`` or ``"missing"``. Nothing is
-        deleted: a corrupt file is replaced the next time it is used.
-    """
-    from kerasseg.zoo import registry
-
-    index = metafiles.load_index()
-    encoder_names: set[str] = set()
-    tag_names: set[str] = set()
-    if names is None:
-        encoder_names = set(index.encoder_weights)
-        tag_names = {w.name for card in index.models.values() for w in card.weights.values()}
-        tag_names |= set(trained_names())
-    else:
-        for name in names:
-            if name in index.encoder_weights:
-                encoder_names.add(name)
-                continue
-            arch, tag = registry.split_name(name)
-            card = index.model(arch)
-            if tag is not None:
-                registry.resolve(name)  # unknown names raise with suggestions
-                tag_names.add(name)
-                continue
-            registry.resolve(arch)
-            if card is not None:
-                encoder_names |= set(card.encoder_weights.values())
-                tag_names |= {w.name for w in card.weights.values()}
-            tag_names |= {n for n in trained_names() if n.split(".", 1)[0] == arch}
-
-    entries = []
-    for name in sorted(encoder_names):
-        weights = index.encoder_weights[name]
-        status, detail = dl.check_cached(weights.file)
-        entries.append(CacheEntry("download", name, weights.file.cache_path(), status, detail))
-        for path in _in_channel_variants(weights):
-            status, detail = check_converted(weights, path)
-            entries.append(CacheEntry("converted", name, path, status, detail))
-    for name in sorted(tag_names):
-        arch, tag = registry.split_name(name)
-        card = index.model(arch)
-        hosted = card.weights.get(tag) if card else None
-        if hosted is not None and hosted.file is not None:
-            status, detail = dl.check_cached(hosted.file)
-            entries.append(CacheEntry("download", name, hosted.file.cache_path(), status, detail))
-        status, detail = check_trained(name)
-        if hosted is None or hosted.file is None or status != "missing":
-            entries.append(
-                CacheEntry("trained", name, trained_dir(name) / TRAINED_WEIGHTS, status, detail)
-            )
-    return entries

@@ -16,7 +16,7 @@ import pytest
 
 from kerasseg.data.masks import SegmentationFolder
 from kerasseg.training import TrainConfig, evaluate_arrays, train_segmentation
-from kerasseg.zoo.recipes import build_training_model
+from kerasseg.zoo.recipe_training import build_training_model
 from tests.support import require_shared_data
 
 CASES = {

@@ -28,7 +28,7 @@ from PIL import Image
 
 from kerasseg import encoders, zoo
 from kerasseg.cli import main
-from kerasseg.zoo import metafiles, recipes
+from kerasseg.zoo import metafiles, recipe_training, verify
 from kerasseg.zoo import weights as zw
 from tests.encoders.reference import (
     normalise,
@@ -149,7 +149,7 @@ def served(checkpoint, vgg11_checkpoint, tmp_path, monkeypatch):
         )
         monkeypatch.setenv("KERASSEG_ZOO_INDEX", str(metafile))
         with temporary_model(VGG_MODEL, _test_encoder_head_vgg11):
-            assert metafiles.check_against_registry() == []
+            assert verify.check_against_registry() == []
             _point_imagenet_at(MODEL, "resnet34.random", monkeypatch)
             yield server
 
@@ -309,7 +309,7 @@ def test_a_recipe_starting_from_imagenet_trains_from_the_converted_weights(
             }
         )
     )
-    record = recipes.train(recipe, verbose=0, progress=False)
+    record = recipe_training.train(recipe, verbose=0, progress=False)
     converted = isolated_zoo / "converted" / "vgg11-random.in1.weights.h5"
     run = json.loads((zw.trained_dir(record["name"]) / "run" / "results.json").read_text())
     assert run["config"]["model_kwargs"] == {"encoder_weights": str(converted)}

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from kerasseg import encoders
-from kerasseg.zoo import metafiles, recipes, registry
+from kerasseg.zoo import metafiles, recipes, registry, verify
 from kerasseg.zoo.metafiles import MetafileError
 from tests.support import REPO_ROOT, require_module
 from tests.zoo.support import temporary_model, write_metafile
@@ -21,7 +21,7 @@ def test_packaged_index_is_the_source_tree_and_agrees_with_the_code():
     assert metafiles.packaged_root() == ZOO
     index = metafiles.load_index()
     assert {"unet"} <= set(index.models)
-    assert metafiles.check_against_registry(index) == []
+    assert verify.check_against_registry(index) == []
 
 
 def test_every_registered_model_has_a_metafile_entry():
@@ -30,7 +30,7 @@ def test_every_registered_model_has_a_metafile_entry():
     missing = [n for n in registered if n not in index.models]
     assert missing == [], (
         f"registered models without a metafile entry: {missing}; draft them with "
-        f"`python -m kerasseg.zoo.metafiles PATTERN`"
+        f"`python -m kerasseg.zoo.verify PATTERN`"
     )
 
 
@@ -244,7 +244,7 @@ def test_registry_cross_check_names_disagreements(tmp_path, monkeypatch):
     )
     monkeypatch.setenv("KERASSEG_ZOO_INDEX", str(extra))
     with temporary_model("_test_cross", _tiny):
-        problems = "\n".join(metafiles.check_against_registry())
+        problems = "\n".join(verify.check_against_registry())
     assert (
         "`builder` is 'tests.zoo.elsewhere._tiny' but the registered builder is "
         "'tests.zoo.test_metafiles.test_registry_cross_check_names_disagreements.<locals>._tiny'"
@@ -264,7 +264,7 @@ def test_draft_entries_for_unlisted_models():
         return keras.Model(inputs, keras.layers.Conv2D(num_classes, 1)(inputs))
 
     with temporary_model("_test_draft_resnet18", _test_draft_resnet18):
-        text = metafiles.draft_entries("_test_draft_*")
+        text = verify.draft_entries("_test_draft_*")
     (entry,) = yaml.safe_load(text)["models"]
     assert entry["encoder"] == "resnet18" and entry["default_weights"] == "imagenet"
     assert entry["params"] == 3 * 1 + 1

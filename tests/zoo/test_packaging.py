@@ -19,14 +19,14 @@ SOURCES = ("setup.py", "setup.cfg", "pyproject.toml", "README.md", "kerasseg", "
 CHECK = """
 import json, kerasseg
 from kerasseg import zoo
-from kerasseg.zoo import metafiles, recipes
+from kerasseg.zoo import metafiles, recipes, verify
 print(json.dumps({
     "file": kerasseg.__file__,
     "root": str(metafiles.packaged_root()),
     "models": zoo.list_models(),
     "encoder_weights": sorted(metafiles.load_index().encoder_weights),
     "recipe": recipes.load_recipe("unet11.isbi2012").name,
-    "problems": metafiles.check_against_registry(),
+    "problems": verify.check_against_registry(),
 }))
 """
 

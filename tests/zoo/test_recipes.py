@@ -14,7 +14,7 @@ import yaml
 
 from kerasseg import zoo
 from kerasseg.cli import main
-from kerasseg.zoo import recipes
+from kerasseg.zoo import recipes, verify
 from kerasseg.zoo import weights as zw
 from tests.support import require_shared_data
 from tests.zoo.support import LocalServer, sha256_bytes, temporary_model, write_metafile
@@ -254,5 +254,7 @@ def test_hosted_task_weights_are_downloaded_verified_and_loaded(tmp_path, monkey
         described = zoo.info("_test_tiny_unet.hosted", verify=True)["weights"]["hosted"]
         assert described["hosted"] is True and described["sha256"] == sha256_bytes(body)
         assert "how_to_get" not in described
-        (entry,) = [e for e in zw.verify(["_test_tiny_unet.hosted"]) if e.kind == "download"]
+        (entry,) = [
+            e for e in verify.verify_cache(["_test_tiny_unet.hosted"]) if e.kind == "download"
+        ]
         assert entry.status == "ok"
