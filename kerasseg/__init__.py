@@ -9,15 +9,22 @@ plotting, the command line) is imported on first attribute access.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 # Registered with keras.saving at import time: a saved model that uses them must load
-# after a plain `import kerasseg`.
-from kerasseg import detection, layers, losses, metrics
+# after a plain `import kerasseg`. Without Keras (which the install always brings), the NumPy
+# parts still import on their own, e.g. `kerasseg.metrics.detection`, the mAP evaluator;
+# the rest raises Keras' ImportError when first used.
+_KERAS_AVAILABLE = importlib.util.find_spec("keras") is not None
+_REGISTERING_SUBMODULES = ("detection", "layers", "losses", "metrics")
+if _KERAS_AVAILABLE:
+    from kerasseg import detection, layers, losses, metrics  # noqa: F401
 
 _LAZY_SUBMODULES = (
+    *(() if _KERAS_AVAILABLE else _REGISTERING_SUBMODULES),
     "callbacks",
     "data",
     "encoders",
@@ -26,7 +33,7 @@ _LAZY_SUBMODULES = (
     "zoo",
 )
 
-__all__ = ["__version__", "detection", "layers", "losses", "metrics", *_LAZY_SUBMODULES]
+__all__ = ["__version__", *sorted(set(_REGISTERING_SUBMODULES) | set(_LAZY_SUBMODULES))]
 
 if TYPE_CHECKING:  # pragma: no cover
     from kerasseg import callbacks, data, encoders, segmentation, visualize, zoo  # noqa: F401

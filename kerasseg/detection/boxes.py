@@ -28,12 +28,13 @@ Each name may be prefixed with ``"rel_"`` for coordinates relative to the image 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import keras
 from keras import ops
+
+from kerasseg.detection.box_formats import BBOX_XFORM_CLIP, FORMATS, parse_format
 
 __all__ = [
     "BBOX_XFORM_CLIP",
@@ -51,15 +52,6 @@ __all__ = [
     "pairwise_iou",
 ]
 
-#: Largest log-scale size delta accepted by `decode` before `exp`: a box at most 1000/16
-#: times its anchor, the value torchvision uses (``bbox_xform_clip``). Prevents overflow of
-#: ``exp`` for wild early-training predictions.
-BBOX_XFORM_CLIP = math.log(1000.0 / 16)
-
-#: The absolute formats; each also exists with a ``"rel_"`` prefix.
-FORMATS = ("xyxy", "yxyx", "xywh", "cxcywh")
-_ALIASES = {"center_xywh": "cxcywh"}
-
 
 def _as_float(x: Any, dtype: Any = None) -> Any:
     """A float tensor: cast to `dtype` if given, else kept if float, else floatx."""
@@ -74,31 +66,6 @@ def _as_float(x: Any, dtype: Any = None) -> Any:
 def _check_last_axis(boxes: Any, name: str) -> None:
     if len(boxes.shape) == 0 or (boxes.shape[-1] is not None and boxes.shape[-1] != 4):
         raise ValueError(f"`{name}` must have shape (..., 4), got shape {tuple(boxes.shape)}.")
-
-
-def parse_format(fmt: str) -> tuple[str, bool]:
-    """Splits a format name into (absolute format, is_relative), validating it.
-
-    Args:
-        fmt: A name from `FORMATS`, optionally with a ``"rel_"`` prefix, or an alias.
-
-    Returns:
-        ``(base, relative)``, e.g. ``parse_format("rel_xywh") == ("xywh", True)``.
-    """
-    if not isinstance(fmt, str):
-        raise ValueError(f"A box format must be a string, got {fmt!r}.")
-    name = fmt.lower()
-    relative = name.startswith("rel_")
-    if relative:
-        name = name[4:]
-    name = _ALIASES.get(name, name)
-    if name not in FORMATS:
-        allowed = ", ".join(f"'{f}'" for f in FORMATS)
-        raise ValueError(
-            f"Unknown box format {fmt!r}: expected one of {allowed}, optionally prefixed "
-            f"with 'rel_' (or the alias 'center_xywh')."
-        )
-    return name, relative
 
 
 def _image_hw(image_shape: Any, dtype: Any) -> tuple[Any, Any]:

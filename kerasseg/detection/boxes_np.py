@@ -1,8 +1,8 @@
 """NumPy twin of `kerasseg.detection.boxes`, for evaluation and data code.
 
 Same functions, same conventions (xyxy absolute pixels by default, widths ``x_max - x_min``,
-leading batch dimensions allowed), computed in float64 with NumPy only, so that the mAP
-evaluator and the data loaders never need a deep-learning framework. The two modules are
+leading batch dimensions allowed), computed in float64 with NumPy only: the module itself imports no
+deep-learning framework (the `kerasseg.detection` package around it imports Keras). The two modules are
 tested against the same reference values.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasseg.detection.boxes import BBOX_XFORM_CLIP, FORMATS, parse_format
+from kerasseg.detection.box_formats import BBOX_XFORM_CLIP, FORMATS, parse_format
 
 __all__ = [
     "BBOX_XFORM_CLIP",
