@@ -28,9 +28,11 @@ def test_arithmetic_builds_flat_weighted_sums():
     mse = keras.losses.MeanSquaredError()
     assert (mse + dice).losses == [mse, dice]  # a Keras loss on the left
     assert (dice + mse).losses == [dice, mse]
-    with pytest.raises(TypeError):
+    with pytest.raises(
+        TypeError, match=r"unsupported operand type\(s\) for \+: 'Dice' and 'float'"
+    ):
         dice + 1.0
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"unsupported operand type\(s\) for \*: 'Dice' and 'Dice'"):
         dice * dice
 
 

@@ -120,7 +120,9 @@ def test_bad_coco_json_raises_clear_errors():
     with pytest.raises(ValueError, match="'score'"):
         evaluate(ground_truth, no_score)
     nan_score = [dict(results[0], score=float("nan"))]
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(
+        ValueError, match=r"`detections score` must be finite; found nan at index \(0,\)"
+    ):
         evaluate(ground_truth, nan_score)
     with pytest.raises(ValueError, match="'images' and 'annotations'"):
         evaluate({"images": []}, results)
@@ -129,9 +131,14 @@ def test_bad_coco_json_raises_clear_errors():
 def test_bad_options():
     with pytest.raises(ValueError, match="`protocol` must be one of"):
         DetectionEvaluator("voc2012")
-    with pytest.raises(ValueError, match="max_detections"):
+    with pytest.raises(
+        ValueError,
+        match=r"`max_detections` must be three ascending positive integers .*got \(10, 1, 100\)",
+    ):
         DetectionEvaluator(max_detections=(10, 1, 100))
-    with pytest.raises(ValueError, match="num_classes"):
+    with pytest.raises(
+        ValueError, match=r"`num_classes` must be a positive integer or None; got 0"
+    ):
         DetectionEvaluator(num_classes=0)
 
 
