@@ -135,5 +135,8 @@ def test_errors():
     model = dm.packed_model(NUM_IMAGES, width=WIDTH)
     dm.set_detections(model, packed)
     model.compile(loss="mse", metrics=[MeanAveragePrecision()], jit_compile=True)
-    with pytest.raises(RuntimeError, match="jit_compile=False"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"`MeanAveragePrecision` runs Python code and cannot run under XLA; compile the model with `jit_compile=False`",
+    ):
         model.evaluate(np.zeros((2, 1), np.int32), np.zeros((2, WIDTH, 6)), verbose=0)
