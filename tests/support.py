@@ -47,3 +47,57 @@ def require_shared_data(subdir: str) -> Path:
     if not path.is_dir():
         _unavailable(f"shared data {path} is absent (a clone without ../shared/data)")
     return path
+
+
+_FRESH_PRELUDE = """\
+import json, os, sys
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+inputs = dict(np.load(sys.argv[1]))
+outputs = {}
+"""
+_FRESH_EPILOGUE = """
+np.savez(sys.argv[2], **outputs)
+print(json.dumps(sorted(m for m in sys.modules if "." not in m)))
+"""
+
+
+def run_in_fresh_process(code: str, workdir: Path, **inputs) -> tuple[dict, list[str]]:
+    """Runs ``code`` in a new interpreter and returns its ``outputs`` and top-level modules.
+
+    The new process starts with only ``numpy`` imported (``inputs`` holds the given arrays),
+    so whatever ``code`` needs, such as a registration done by ``import kerasseg``, must come
+    from what ``code`` itself imports: a test's own imports cannot make it pass. ``code`` puts
+    arrays into the dict ``outputs``. The repository root is first on ``sys.path``.
+    """
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    workdir = Path(workdir)
+    np.savez(workdir / "fresh_inputs.npz", **inputs)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(
+        os.pathsep
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _FRESH_PRELUDE + code + _FRESH_EPILOGUE,
+            str(workdir / "fresh_inputs.npz"),
+            str(workdir / "fresh_outputs.npz"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    import json
+
+    modules = json.loads(result.stdout.strip().splitlines()[-1])
+    with np.load(workdir / "fresh_outputs.npz") as saved:
+        return dict(saved), modules

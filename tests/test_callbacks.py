@@ -138,9 +138,11 @@ def test_predict_fn_and_packed_output():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="every"):
+    with pytest.raises(ValueError, match=r"`every` must be a positive integer; got 0"):
         MeanAveragePrecisionCallback(None, every=0)
-    with pytest.raises(ValueError, match="protocol"):
+    with pytest.raises(
+        ValueError, match=r"`protocol` must be one of \(.coco., .voc07., .voc.\); got .voc2012."
+    ):
         MeanAveragePrecisionCallback(None, protocol="voc2012")
     callback = MeanAveragePrecisionCallback([(np.zeros((1, 1)), "not ground truth")])
     callback.set_model(dm.packed_model(1))

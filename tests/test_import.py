@@ -41,5 +41,7 @@ def test_unknown_attribute_raises_attribute_error():
 
     import kerasseg
 
-    with pytest.raises(AttributeError, match="does_not_exist"):
+    with pytest.raises(
+        AttributeError, match=r"module 'kerasseg' has no attribute 'does_not_exist'"
+    ):
         kerasseg.does_not_exist  # noqa: B018

@@ -36,9 +36,9 @@ def test_draw_boxes_score_threshold_and_errors():
     image = np.zeros((30, 30, 3), np.uint8)
     out = draw_boxes(image, [[5, 5, 25, 25]], [1], scores=[0.2], score_threshold=0.5)
     assert not out.any()
-    with pytest.raises(ValueError, match="classes"):
+    with pytest.raises(ValueError, match=r"`classes` must have one entry per box \(1\); got 2"):
         draw_boxes(image, [[5, 5, 25, 25]], [1, 2])
-    with pytest.raises(ValueError, match="scores"):
+    with pytest.raises(ValueError, match=r"`scores` must have one entry per box \(1\); got 2"):
         draw_boxes(image, [[5, 5, 25, 25]], [1], scores=[0.1, 0.2])
 
 

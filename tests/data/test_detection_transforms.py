@@ -140,5 +140,7 @@ def test_from_keras_dict_densifies_ragged_keras_cv_output():
     np.testing.assert_allclose(
         target["boxes"].numpy()[0], [[1, 1, 2, 2], [0, 0, 0, 0], [0, 0, 0, 0]]
     )
-    with pytest.raises(ValueError, match="max_boxes"):
+    with pytest.raises(
+        ValueError, match=r"`max_boxes` is required to densify ragged bounding boxes"
+    ):
         T.from_keras_dict(ragged, labels_key="classes")

@@ -148,11 +148,16 @@ def test_round_trip_batched(impl):
 def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="Unknown box format 'xyhw'"):
         kboxes.convert_format(np.zeros((1, 4)), "xyhw", "xyxy")
-    with pytest.raises(ValueError, match="image_shape"):
+    with pytest.raises(
+        ValueError, match=r"`image_shape` \(height, width\) is required to convert relative boxes"
+    ):
         boxes_np.convert_format(np.zeros((1, 4)), "rel_xyxy", "xyxy")
     with pytest.raises(ValueError, match=r"`boxes1` must have shape \(..., 4\)"):
         kboxes.pairwise_iou(np.zeros((3, 5)), np.zeros((3, 4)))
-    with pytest.raises(ValueError, match="variances"):
+    with pytest.raises(
+        ValueError,
+        match=r"`variances` must be 4 positive numbers \(vx, vy, vw, vh\), got \(0\.1, 0\.1, 0\.2\)",
+    ):
         boxes_np.encode(np.zeros((1, 4)), np.ones((1, 4)), variances=(0.1, 0.1, 0.2))
     with pytest.raises(
         ValueError,

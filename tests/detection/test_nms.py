@@ -6,7 +6,6 @@ import keras
 import numpy as np
 import pytest
 
-from kerasseg.detection import boxes_np
 from kerasseg.detection.nms import NonMaxSuppression, batched_nms, non_max_suppression, soft_nms
 from tests.support import require_module
 
@@ -232,6 +231,15 @@ def test_bad_arguments():
 # ---------------------------------------------------------------------- Soft-NMS
 
 
+def _iou_inline(a, b):
+    """IoU of two (x1, y1, x2, y2) boxes, written out here, not taken from kerasseg."""
+    inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = inter_w * inter_h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
 def soft_nms_reference(boxes, scores, method, sigma, nt, threshold):
     """Algorithm 1 of Bodla et al. (2017), written from the paper, one box at a time."""
     remaining = [i for i in range(len(boxes)) if scores[i] > threshold]
@@ -243,7 +251,7 @@ def soft_nms_reference(boxes, scores, method, sigma, nt, threshold):
         selected_scores.append(current[m])
         remaining.remove(m)
         for i in remaining:
-            iou = boxes_np.elementwise_iou(boxes[m], boxes[i])
+            iou = _iou_inline([float(v) for v in boxes[m]], [float(v) for v in boxes[i]])
             if method == "linear":
                 current[i] *= (1 - iou) if iou >= nt else 1.0
             else:
@@ -286,6 +294,27 @@ def test_soft_nms_matches_the_papers_algorithm(method):
     assert int(num) == 2
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(new_scores), [0.9, 0.8 * np.exp(-1 / 0.5)], rtol=1e-5
+    )
+
+
+def test_linear_soft_nms_hand_worked():
+    # Linear Soft-NMS (Bodla et al. 2017, eq. 2): s_i <- s_i * (1 - IoU(M, b_i)) when
+    # IoU(M, b_i) > Nt, else s_i unchanged. Nt = 0.3, boxes (x1, y1, x2, y2):
+    #   A [0, 0, 10, 10] s=0.9, B [0, 0, 10, 5] s=0.8, C [5, 0, 15, 10] s=0.7
+    # Round 1, M = A (0.9):
+    #   IoU(A, B) = 50 / (100 + 50 - 50) = 0.5 > 0.3     -> s_B = 0.8 * (1 - 0.5) = 0.4
+    #   IoU(A, C) = 50 / (100 + 100 - 50) = 1/3 > 0.3    -> s_C = 0.7 * (1 - 1/3) = 0.46667
+    # Round 2, M = C (0.46667 > 0.4):
+    #   IoU(C, B) = 25 / (100 + 50 - 25) = 0.2 <= 0.3    -> s_B stays 0.4
+    # Round 3, M = B (0.4). Output order A, C, B with scores 0.9, 0.46667, 0.4.
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 5], [5, 0, 15, 10]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7], np.float32)
+    indices, new_scores, num = soft_nms(
+        boxes, scores, max_output_size=3, method="linear", iou_threshold=0.3, score_threshold=0.05
+    )
+    assert kept(indices, num) == [0, 2, 1]
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(new_scores)[:3], [0.9, 0.7 * 2 / 3, 0.4], rtol=1e-6
     )
 
 

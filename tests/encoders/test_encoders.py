@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-import kerasseg
 from kerasseg import encoders
+from tests.support import run_in_fresh_process
 
 EXPECTED_CHANNELS = {
     # Worked out from the papers' tables: VGG's blocks end with 64, 128, 256, 512, 512
@@ -144,7 +144,18 @@ def test_encoder_inside_a_model_round_trips_through_keras_file(tmp_path, name, o
     loaded = keras.models.load_model(path)  # no custom_objects: only built-in layers
     np.testing.assert_allclose(loaded.predict(images, verbose=0), expected, rtol=1e-5, atol=1e-5)
     assert loaded.get_layer(name).trainable == options.get("trainable", True)
-    assert kerasseg.__version__  # the library was imported, nothing else is needed
+    # Only built-in layers: a new interpreter that imports keras and not kerasseg loads it.
+    fresh, modules = run_in_fresh_process(
+        "import keras\n"
+        f"model = keras.models.load_model({str(path)!r})\n"
+        "outputs['pred'] = model.predict(inputs['images'], verbose=0)\n"
+        f"outputs['trainable'] = np.array(model.get_layer({name!r}).trainable)\n",
+        tmp_path,
+        images=images,
+    )
+    assert "kerasseg" not in modules and "tests" not in modules
+    np.testing.assert_allclose(fresh["pred"], expected, rtol=1e-5, atol=1e-5)
+    assert bool(fresh["trainable"]) == options.get("trainable", True)
 
 
 def test_encoders_and_converter_import_without_torch():

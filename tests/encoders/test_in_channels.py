@@ -27,7 +27,7 @@ def test_normalisation_statistics_per_channel_count():
     means, stds = encoders.channel_statistics(4, MEAN, STD)
     np.testing.assert_allclose(means, [0.485, 0.456, 0.406, 0.485])
     np.testing.assert_allclose(stds, [0.229, 0.224, 0.225, 0.229])
-    with pytest.raises(ValueError, match="in_channels"):
+    with pytest.raises(ValueError, match=r"`in_channels` must be a positive integer, got 0"):
         encoders.channel_statistics(0, MEAN, STD)
 
 

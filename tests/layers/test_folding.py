@@ -211,20 +211,45 @@ def test_sequential_model():
     _assert_same_function(model, folded, np.random.default_rng(6).normal(size=(3, 8, 8, 3)))
 
 
-def test_mixed_precision_model_keeps_its_policy():
-    policy = keras.DTypePolicy("mixed_bfloat16")
+def _conv_bn_model(policy):
     inputs = keras.Input((6, 6, 3))
     x = layers.Conv2D(4, 3, dtype=policy)(inputs)
     x = layers.BatchNormalization(dtype=policy)(x)
     outputs = layers.Activation("linear", dtype="float32")(x)
-    model = keras.Model(inputs, outputs)
+    return keras.Model(inputs, outputs)
+
+
+def test_mixed_precision_model_keeps_its_policy():
+    model = _conv_bn_model(keras.DTypePolicy("mixed_bfloat16"))
     _randomise_batch_norms(model)
+    # The same weights under float32: mixed_bfloat16 keeps its variables in float32, so the
+    # fold (done on the variables) must give bit-identical kernels and biases.
+    reference = _conv_bn_model("float32")
+    reference.set_weights(model.get_weights())
     folded = fold_batch_norm(model)
-    conv = folded.layers[1]
-    assert conv.dtype_policy.name == "mixed_bfloat16" and conv.kernel.dtype == "float32"
-    _assert_same_function(
-        model, folded, np.random.default_rng(7).normal(size=(2, 6, 6, 3)), rtol=3e-2, atol=3e-2
+    folded32 = fold_batch_norm(reference)
+    conv, conv32 = folded.layers[1], folded32.layers[1]
+    assert [type(layer).__name__ for layer in folded.layers] == [
+        "InputLayer",
+        "Conv2D",
+        "Activation",
+    ]
+    for weight, weight32 in zip(conv.weights, conv32.weights, strict=True):
+        assert weight.dtype == "float32"
+        np.testing.assert_array_equal(np.asarray(weight), np.asarray(weight32))
+    assert conv.dtype_policy.name == "mixed_bfloat16" and conv32.dtype_policy.name == "float32"
+    assert folded.layers[2].dtype_policy.name == "float32"
+    # The folded layer computes in bfloat16: its output equals a bfloat16 conv with the
+    # float32-fold weights, exactly; and the float32 fold reproduces the unfolded model.
+    x = np.random.default_rng(7).normal(size=(2, 6, 6, 3)).astype("float32")
+    assert keras.backend.standardize_dtype(conv(x).dtype) == "bfloat16"
+    bf16_conv = layers.Conv2D(4, 3, dtype="mixed_bfloat16")
+    bf16_conv.build((None, 6, 6, 3))
+    bf16_conv.set_weights(conv32.get_weights())
+    np.testing.assert_array_equal(
+        np.asarray(folded(x)), np.asarray(keras.ops.cast(bf16_conv(x), "float32"))
     )
+    _assert_same_function(reference, folded32, x)
 
 
 def test_unbuilt_sequential_model_is_rejected():

@@ -104,6 +104,7 @@ _TORCH_BACKEND_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.parity
 def test_ops_path_gives_the_same_results_on_the_torch_backend(tmp_path):
     require_module("torch")
     np.save(tmp_path / "x.npy", X)
@@ -215,6 +216,7 @@ def test_unpool_gradient_routes_back_to_the_recorded_positions():
     np.testing.assert_array_equal(tape.gradient(loss, values), expected)
 
 
+@pytest.mark.parity
 def test_matches_pytorch_max_pool2d_and_max_unpool2d():
     torch = require_module("torch")
     functional = torch.nn.functional

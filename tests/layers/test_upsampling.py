@@ -41,6 +41,7 @@ def test_half_pixel_mode_equals_keras_upsampling():
     )
 
 
+@pytest.mark.parity
 def test_unknown_sizes_and_serialization(tmp_path):
     inputs = keras.Input((None, None, 3))
     layer = BilinearUpsampling2D(4, name="up")

@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-import kerasseg
 from kerasseg import losses
 from tests.losses import reference as ref
+from tests.support import run_in_fresh_process
 
 
 def _value(loss, y_true, y_pred) -> float:
@@ -28,9 +28,11 @@ def test_arithmetic_builds_flat_weighted_sums():
     mse = keras.losses.MeanSquaredError()
     assert (mse + dice).losses == [mse, dice]  # a Keras loss on the left
     assert (dice + mse).losses == [dice, mse]
-    with pytest.raises(TypeError):
+    with pytest.raises(
+        TypeError, match=r"unsupported operand type\(s\) for \+: 'Dice' and 'float'"
+    ):
         dice + 1.0
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"unsupported operand type\(s\) for \*: 'Dice' and 'Dice'"):
         dice * dice
 
 
@@ -96,7 +98,6 @@ def test_compiled_model_saves_and_reloads(tmp_path, make_loss):
     assert np.isfinite(after) and after < before
     path = tmp_path / "model.keras"
     model.save(path)
-    assert kerasseg.__name__  # the registration lives in `import kerasseg`, no custom_objects
     loaded = keras.models.load_model(path)  # safe_mode=True
     assert type(loaded.loss) is type(loss)
     serialize = keras.saving.serialize_keras_object
@@ -104,6 +105,23 @@ def test_compiled_model_saves_and_reloads(tmp_path, make_loss):
     assert loaded.evaluate(x, y, verbose=0) == pytest.approx(after, rel=1e-6)
     pred = loaded.predict(x, verbose=0)
     assert _value(loaded.loss, y, pred) == pytest.approx(_value(loss, y, pred), rel=1e-6)
+    if isinstance(loss, losses.CombinedLoss):  # holds BceDice too: one fresh process for both
+        # The registration must come from `import kerasseg` alone, with no custom_objects: a
+        # new interpreter that imports only keras and kerasseg loads the file and evaluates.
+        fresh, modules = run_in_fresh_process(
+            "import keras, kerasseg\n"
+            f"model = keras.models.load_model({str(path)!r})\n"
+            "outputs['pred'] = model.predict(inputs['x'], verbose=0)\n"
+            "outputs['loss'] = np.array(model.evaluate(inputs['x'], inputs['y'], verbose=0))\n"
+            "outputs['loss_class'] = np.array(type(model.loss).__name__)\n",
+            tmp_path,
+            x=x,
+            y=y,
+        )
+        assert "tests" not in modules and "pytest" not in modules
+        np.testing.assert_allclose(fresh["pred"], pred, rtol=1e-6, atol=1e-7)
+        assert float(fresh["loss"]) == pytest.approx(after, rel=1e-6)
+        assert str(fresh["loss_class"]) == type(loss).__name__
 
 
 def test_multiclass_fit_with_integer_labels():

@@ -150,5 +150,7 @@ def test_gamma_zero_is_cross_entropy():
 
 
 def test_alpha_is_rejected_for_multiclass():
-    with pytest.raises(ValueError, match="class_weights"):
+    with pytest.raises(
+        ValueError, match=r"for mode=.multiclass. weight the classes with `class_weights`"
+    ):
         losses.Focal("multiclass", alpha=0.25)

@@ -73,17 +73,29 @@ def test_classes_with_a_trailing_axis_and_float_dtype_are_accepted():
         (
             _gt([[0, 0, 10, 10]], [0, 1]),
             _dt([[0, 0, 1, 1]], [0], [1.0]),
-            r"ground_truth\['classes'\]",
+            r"`ground_truth\['classes'\]` must have shape \(1,\) to match `boxes` \(1, 4\); got \(2,\)",
         ),
         (_gt([[10, 0, 0, 10]], [0]), _dt([[0, 0, 1, 1]], [0], [1.0]), "negative width"),
-        (_gt([[0, 0, 10, 10]], [0]), _dt([[0, 0, 1, 1]], [0], [np.nan]), r"scores.*finite"),
-        (_gt([[0, 0, 10, 10]], [0]), _dt([[0, 0, np.inf, 1]], [0], [1.0]), r"boxes.*finite"),
-        (_gt([[0, 0, 10, 10]], [0]), _dt([[0, 0, 1, 1]], [0], [1.0, 0.5]), r"scores.*shape"),
+        (
+            _gt([[0, 0, 10, 10]], [0]),
+            _dt([[0, 0, 1, 1]], [0], [np.nan]),
+            r"`detections\['scores'\]` must be finite; found nan at index \(0,\)",
+        ),
+        (
+            _gt([[0, 0, 10, 10]], [0]),
+            _dt([[0, 0, np.inf, 1]], [0], [1.0]),
+            r"`detections\['boxes'\]` must be finite; found inf at index \(0, 2\)",
+        ),
+        (
+            _gt([[0, 0, 10, 10]], [0]),
+            _dt([[0, 0, 1, 1]], [0], [1.0, 0.5]),
+            r"`detections\['scores'\]` must have shape \(1,\) to match `classes`; got \(2,\)",
+        ),
         (_gt([[0, 0, 10, 10]], [0.5]), _dt([[0, 0, 1, 1]], [0], [1.0]), "integer class ids"),
         (
             _gt([[0, 0, 10, 10]], [0]),
             {"boxes": np.zeros((1, 4)), "classes": np.zeros(1)},
-            "'scores'",
+            r"`detections` must have a 'scores' entry; got keys \['boxes', 'classes'\]",
         ),
     ],
 )
@@ -117,10 +129,12 @@ def test_bad_coco_json_raises_clear_errors():
     with pytest.raises(ValueError, match="width and height >= 0"):
         evaluate(ground_truth, negative)
     no_score = [{k: v for k, v in results[0].items() if k != "score"}]
-    with pytest.raises(ValueError, match="'score'"):
+    with pytest.raises(ValueError, match=r"every entry of `detections` needs a 'score'"):
         evaluate(ground_truth, no_score)
     nan_score = [dict(results[0], score=float("nan"))]
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(
+        ValueError, match=r"`detections score` must be finite; found nan at index \(0,\)"
+    ):
         evaluate(ground_truth, nan_score)
     with pytest.raises(ValueError, match="'images' and 'annotations'"):
         evaluate({"images": []}, results)
@@ -129,9 +143,14 @@ def test_bad_coco_json_raises_clear_errors():
 def test_bad_options():
     with pytest.raises(ValueError, match="`protocol` must be one of"):
         DetectionEvaluator("voc2012")
-    with pytest.raises(ValueError, match="max_detections"):
+    with pytest.raises(
+        ValueError,
+        match=r"`max_detections` must be three ascending positive integers .*got \(10, 1, 100\)",
+    ):
         DetectionEvaluator(max_detections=(10, 1, 100))
-    with pytest.raises(ValueError, match="num_classes"):
+    with pytest.raises(
+        ValueError, match=r"`num_classes` must be a positive integer or None; got 0"
+    ):
         DetectionEvaluator(num_classes=0)
 
 

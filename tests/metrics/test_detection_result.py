@@ -93,13 +93,16 @@ def test_pr_curves_coco_and_voc():
     assert recall.shape == precision.shape == (101,)
     np.testing.assert_array_equal(precision, coco.precision[0, :, 0, 0, -1])
     assert np.all(np.diff(precision) <= 0)  # interpolated: non-increasing
-    assert np.mean(precision) == pytest.approx(coco.per_class_ap_at(0.5)[1])
     empty_recall, _ = coco.pr_curve(12)  # class without ground truth
     assert empty_recall.size == 0
     assert set(coco.pr_curves()) == {1, 3, 4, 7, 10}
-    with pytest.raises(ValueError, match="iou_threshold"):
+    with pytest.raises(
+        ValueError, match=r"`iou_threshold` must be one of \[0\.5, 0\.55, .*, 0\.95\]; got 0\.52"
+    ):
         coco.pr_curve(1, iou_threshold=0.52)
-    with pytest.raises(ValueError, match="class_id"):
+    with pytest.raises(
+        ValueError, match=r"`class_id` 2 was not evaluated; classes are \[1, 3, 4, 7, 10, 12\]"
+    ):
         coco.pr_curve(2)
 
     voc = evaluate(ground_truth, results, protocol="voc", progress=False)
@@ -133,3 +136,27 @@ def test_voc_table_and_summary_keys():
     ]
     assert coco.map == coco.stats[0]
     assert "map=" in repr(coco)
+
+
+def test_pr_curve_and_ap_hand_worked():
+    # One image, class 0, ground truths G1 [0,0,10,10] and G2 [20,0,30,10].
+    #   score .9 on G1 -> TP   precision 1/1, recall 1/2
+    #   score .8 on empty space -> FP   precision 1/2, recall 1/2
+    #   score .7 on G2 -> TP   precision 2/3, recall 2/2
+    # Interpolated (max precision at recall >= r): 1 for r <= 0.5, 2/3 for r > 0.5. COCO's
+    # 101 recall points 0, 0.01, ..., 1: 51 points (0..0.50) at 1 and 50 points at 2/3, so
+    # AP50 = (51 * 1 + 50 * 2/3) / 101 = (51 + 33.333...) / 101 = 0.834983...
+    gt = {
+        "boxes": np.array([[0, 0, 10, 10], [20, 0, 30, 10]], float),
+        "classes": np.array([0, 0]),
+    }
+    dt = {
+        "boxes": np.array([[0, 0, 10, 10], [50, 50, 60, 60], [20, 0, 30, 10]], float),
+        "classes": np.array([0, 0, 0]),
+        "scores": np.array([0.9, 0.8, 0.7]),
+    }
+    result = evaluate([gt], [dt], protocol="coco", progress=False)
+    class_id = result.class_ids[0]
+    _, precision = result.pr_curve(class_id, iou_threshold=0.5)
+    np.testing.assert_allclose(precision, [1.0] * 51 + [2 / 3] * 50, rtol=1e-12)
+    assert result.per_class_ap_at(0.5)[class_id] == pytest.approx((51 + 50 * 2 / 3) / 101)

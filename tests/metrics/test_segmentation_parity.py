@@ -151,6 +151,7 @@ def build(name, mode, **kwargs):
     return METRICS[name](mode, NUM_CLASSES[mode], **kwargs)
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("mode", ["binary", "multilabel", "multiclass"])
 @pytest.mark.parametrize("name", ["dice", "jaccard", "cosine"])
 def test_matches_smp_for_every_reduction(smp, mode, name):
@@ -177,6 +178,7 @@ def test_matches_smp_for_every_reduction(smp, mode, name):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6, err_msg=f"{name} {reduction}")
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("y_true_dtype", ["uint8", "int64", "float32"])
 def test_target_dtypes_and_zero_division(smp, y_true_dtype):
     for mode in ("binary", "multiclass"):
@@ -189,6 +191,7 @@ def test_target_dtypes_and_zero_division(smp, y_true_dtype):
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-6, err_msg=f"{mode} {name}")
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("mode", ["binary", "multilabel"])
 def test_from_logits_matches_smp_on_sigmoid(smp, mode):
     batches = make_batches(mode, seed=3, from_logits=True)
@@ -197,6 +200,7 @@ def test_from_logits_matches_smp_on_sigmoid(smp, mode):
     np.testing.assert_allclose(got, smp_score(smp, "jaccard", stats, "micro"), atol=1e-6)
 
 
+@pytest.mark.parity
 def test_class_ids_select_columns_of_smp_stats(smp):
     batches = make_batches("multiclass", seed=4)
     stats = smp_stats(smp, "multiclass", batches)
@@ -209,6 +213,7 @@ def test_class_ids_select_columns_of_smp_stats(smp):
         )
 
 
+@pytest.mark.parity
 def test_integer_image_weights_equal_repeated_images(smp):
     """sample_weight (B,) = k counts an image k times (and weights its imagewise score)."""
     batches = make_batches("multiclass", seed=5)
@@ -225,6 +230,7 @@ def test_integer_image_weights_equal_repeated_images(smp):
         np.testing.assert_allclose(metric.result(), want, atol=1e-6, err_msg=reduction)
 
 
+@pytest.mark.parity
 def test_integer_pixel_weights_equal_repeated_pixels(smp):
     """sample_weight (B, H, W) = k counts a pixel k times (dataset-level reductions)."""
     rng = np.random.default_rng(6)

@@ -82,6 +82,7 @@ def test_size_errors():
     check_size_errors(build)
 
 
+@pytest.mark.parity
 def test_grayscale_frozen_encoder_and_logits():
     model = build(input_shape=(None, None, 1), encoder_trainable=False, activation=None)
     encoder = model.get_layer("resnet18")

@@ -32,6 +32,7 @@ def torch_upsample(torch, x_nhwc: np.ndarray, factor: int) -> np.ndarray:
     return out.numpy().transpose(0, 2, 3, 1)
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("factor", [2, 8, 32])
 def test_bilinear_transposed_conv_matches_torch_and_interpolation(factor):
     torch = require_module("torch")
@@ -106,6 +107,7 @@ def test_fcn8s_vgg16_is_the_papers_model():
     assert model.get_layer("fc6").kernel.shape == (7, 7, 512, 4096)
 
 
+@pytest.mark.parity
 def test_fusion_graph_matches_an_independent_torch_computation():
     """FCN-8s = up8(up2(up2(s32) + s16) + s8), with s* read from the model and up* in torch."""
     torch = require_module("torch")

@@ -26,6 +26,7 @@ def _weights(model) -> list[np.ndarray]:
     return [w.numpy() for w in model.weights]
 
 
+@pytest.mark.parity
 def test_report_counts_and_skipped_tensors(resnet18_state, resnet18_model):
     report = convert.load_torchvision_weights(resnet18_model, resnet18_state)
     batch_norms = 1 + 8 * 2 + 3  # stem, two per basic block, three downsample projections
@@ -62,6 +63,7 @@ def test_layer_map_names():
     assert ("layer4_2_conv3", "layer4.2.conv3") in resnet50
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize(
     "edit, expected",
     [
@@ -97,6 +99,7 @@ def test_problems_are_named_and_nothing_is_written(resnet18_state, edit, expecte
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parity
 def test_wrong_architecture_lists_every_problem(resnet18_state):
     # resnet18's state dict into resnet34: resnet34's extra blocks have no source tensors.
     with pytest.raises(convert.ConversionError) as info:
@@ -108,6 +111,7 @@ def test_wrong_architecture_lists_every_problem(resnet18_state):
     assert "unused source tensors" not in message
 
 
+@pytest.mark.parity
 def test_unset_targets_are_reported(resnet18_state):
     # A model with more than the encoder: its extra weights count as unset unless allowed.
     encoder = encoders.get("resnet18")
@@ -148,6 +152,7 @@ def test_input_conv_adaptation_rules():
         convert.adapt_input_conv(np.zeros((8, 2, 3, 3)), 1)
 
 
+@pytest.mark.parity
 def test_sources_files_and_saved_weights_agree(tmp_path, resnet18_state):
     torch = require_module("torch")
     tensors = {k: torch.from_numpy(v) for k, v in resnet18_state.items()}
@@ -180,6 +185,7 @@ def test_sources_files_and_saved_weights_agree(tmp_path, resnet18_state):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parity
 def test_save_and_read_errors(tmp_path, resnet18_model):
     torch = require_module("torch")
     half = convert.read_state_dict({"a": torch.full((2,), 1.5, dtype=torch.bfloat16)})

@@ -168,6 +168,7 @@ def _features(model, image):
     return [np.asarray(f) for f in model.get_layer("resnet34")(image, training=False)]
 
 
+@pytest.mark.parity
 def test_imagenet_encoder_features_equal_torchvision(served, torch_model, image, isolated_zoo):
     assert MODEL in zoo.list_models(pretrained=True)
     model = zoo.get(MODEL, weights="imagenet", progress=False)
@@ -204,6 +205,7 @@ def test_imagenet_encoder_features_equal_torchvision(served, torch_model, image,
     assert scaled_error(_features(fresh, image)[-1], reference[-1]) > 1e-2
 
 
+@pytest.mark.parity
 def test_saved_model_reloads_offline_without_downloading(served, image, tmp_path, monkeypatch):
     model = zoo.get(MODEL, progress=False)
     expected = model.predict(image, verbose=0)
@@ -224,6 +226,7 @@ def test_saved_model_reloads_offline_without_downloading(served, image, tmp_path
     assert served.requests == requests_before and list(empty.iterdir()) == []
 
 
+@pytest.mark.parity
 def test_offline_error_lists_places_variables_and_command(served, isolated_zoo, monkeypatch):
     monkeypatch.setenv("KERASSEG_OFFLINE", "1")
     with pytest.raises(zoo.WeightsNotAvailableError) as error:
@@ -241,6 +244,7 @@ def test_offline_error_lists_places_variables_and_command(served, isolated_zoo, 
         assert text in message, text
 
 
+@pytest.mark.parity
 def test_corrupt_converted_file_is_replaced_and_torch_is_needed_only_once(
     served, image, isolated_zoo, monkeypatch, caplog, capsys
 ):
@@ -272,6 +276,7 @@ def test_corrupt_converted_file_is_replaced_and_torch_is_needed_only_once(
         zoo.get(MODEL, progress=False)
 
 
+@pytest.mark.parity
 def test_grayscale_models_get_their_own_converted_file(served, torch_model, image, isolated_zoo):
     gray = image.mean(axis=-1, keepdims=True)
     model = zoo.get(MODEL, input_shape=(None, None, 1), progress=False)
@@ -288,6 +293,7 @@ def test_grayscale_models_get_their_own_converted_file(served, torch_model, imag
     assert max(errors) < 1e-4, errors
 
 
+@pytest.mark.parity
 def test_a_recipe_starting_from_imagenet_trains_from_the_converted_weights(
     served, isolated_zoo, tmp_path
 ):

@@ -62,6 +62,7 @@ def test_every_weights_entry_has_a_licence_and_a_well_formed_hash():
             ), name
 
 
+@pytest.mark.parity
 def test_imagenet_entries_are_torchvisions_published_checkpoints():
     torchvision = require_module("torchvision")
     index = metafiles.load_index()

@@ -52,7 +52,9 @@ def test_publisher_hash_prefix_is_enough_and_checked(server):
     assert remote.fetch(_file(server, sha256_prefix=prefix)).read_bytes() == BODY
     assert "first 8 hex digits" in _file(server, sha256_prefix=prefix).hash_check
     wrong = format((int(prefix, 16) + 1) % 16**8, "08x")
-    with pytest.raises(ChecksumError):
+    digest = sha256_bytes(BODY)
+    expected = rf"has SHA-256 {digest}, but the metafile expects {wrong} \(first 8 hex digits"
+    with pytest.raises(ChecksumError, match=expected):
         remote.fetch(RemoteFile(url=server.url("/models/weights-abc.bin"), sha256_prefix=wrong))
 
 
