@@ -171,7 +171,13 @@ def test_config_round_trip(name):
         ("binary", (2, 16, 16, 1), (2, 16, 16, 3), r"mode='binary'.*one channel.*\(2, 16, 16, 3\)"),
         ("binary", (2, 16, 8, 1), (2, 16, 16, 1), r"y_true.*got \(2, 16, 8, 1\)"),
         ("multilabel", (2, 16, 16, 2), (2, 16, 16, 3), r"y_true.*\(2, 16, 16, 2\)"),
-        ("multilabel", (2, 16), (2, 16, 16, 3), r"y_true"),
+        (
+            "multilabel",
+            (2, 16),
+            (2, 16, 16, 3),
+            r"mode='multilabel' expects `y_true` of the same shape as `y_pred` \(2, 16, 16, 3\); "
+            r"got shape \(2, 16\)",
+        ),
     ],
 )
 def test_wrong_shapes_raise_clear_errors(mode, y_true_shape, y_pred_shape, match):
