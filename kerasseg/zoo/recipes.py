@@ -1,4 +1,4 @@
-"""Training recipes: the exact configuration behind each set of task weights, and `train`.
+"""Training recipes: the exact configuration behind each set of task weights.
 
 A recipe is a YAML file (``zoo/recipes/<model>.<tag>.yml``)::
 
@@ -26,7 +26,7 @@ A recipe is a YAML file (``zoo/recipes/<model>.<tag>.yml``)::
       learning_rate: 0.0003
       seed: 0
 
-`train` runs it with `kerasseg.training.train_segmentation` and stores the result in the
+`kerasseg.zoo.recipe_training.train` runs it with `kerasseg.training.train_segmentation` and stores the result in the
 cache (``$KERASSEG_HOME/trained/<name>/``: the weights, a record with their SHA-256 and the
 validation metrics, the recipe used, and the run's outputs), where ``kerasseg.zoo.get(name)``
 finds it.
