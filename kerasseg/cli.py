@@ -356,6 +356,16 @@ def cmd_zoo(args: argparse.Namespace) -> int:
             f"Weights, record and recipe in {zw.trained_dir(record['name'])}; "
             f"kerasseg.zoo.get({record['name']!r}) loads them."
         )
+    elif args.zoo_command == "params":
+        from kerasseg.zoo import verify
+
+        if args.write:
+            path = verify.write_params(pattern=args.pattern)
+            print(f"Wrote {path}")
+        else:
+            for name in zoo.list_models(args.pattern):
+                if "." not in name:
+                    print(f"{name:28s} {verify.count_params(name):>12,}")
     elif args.zoo_command == "verify":
         from kerasseg.zoo import remote, verify
         from kerasseg.zoo import weights as zw
@@ -497,6 +507,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder holding the recipe's data (default: $KERASSEG_DATA, ../shared/data)",
     )
     zoo_train.add_argument("--quiet", action="store_true", help="no Keras progress bar")
+    zoo_params = zoo_sub.add_parser(
+        "params", help="count parameters (builds each model); --write updates zoo/params.yml"
+    )
+    zoo_params.add_argument("pattern", nargs="?", default="*", help="wildcard on the name")
+    zoo_params.add_argument(
+        "--write", action="store_true", help="write the counts into the zoo's params.yml"
+    )
     zoo_verify = zoo_sub.add_parser(
         "verify", help="re-hash cached weights: OK / CORRUPT / MISSING (exit 1 if corrupt)"
     )

@@ -1,10 +1,12 @@
-"""Writes the model zoo's tables into docs/zoo.md, from the metafiles in zoo/.
+"""Writes the model zoo's tables into docs/zoo.md, from the registry and the metafiles in zoo/.
 
     python docs/scripts/zoo_table.py          # rewrite the tables between the markers
     python docs/scripts/zoo_table.py --check  # exit 1 if docs/zoo.md is stale
 
-Only the metafiles of zoo/model-index.yml are read (not $KERASSEG_ZOO_INDEX), and nothing is
-built or downloaded. tests/zoo/test_docs_table.py fails when the committed tables differ from
+The models are the registered ones (their task, encoder and input multiple come from the
+code); weights, metrics and licences from the metafiles of zoo/model-index.yml (not
+$KERASSEG_ZOO_INDEX); parameter counts from the generated zoo/params.yml. Nothing is built
+or downloaded. tests/zoo/test_docs_table.py fails when the committed tables differ from
 what this script writes.
 """
 
@@ -35,24 +37,34 @@ def _metrics(records) -> str:
     return "; ".join(parts)
 
 
+def _family(index, family: str, root: Path) -> str:
+    listed = index.families.get(family)
+    if listed is None or listed.metafile is None:
+        return family
+    return f"{family} (`{listed.metafile.relative_to(root)}`)"
+
+
 def render(index) -> str:
-    """The Markdown tables for an `kerasseg.zoo.metafiles.Index`."""
+    """The Markdown tables for an `kerasseg.zoo.metafiles.Index` and the registered models."""
+    from kerasseg.zoo import registry
+
     root = REPO / "zoo"
     lines = [
         "### Models",
         "",
         "| model | task | encoder | default weights | task weights | parameters | input "
-        "multiple of | metafile |",
+        "multiple of | family |",
         "|---|---|---|---|---|---:|---:|---|",
     ]
-    for name in sorted(index.models):
-        card = index.models[name]
+    for name in registry.list_registered():
+        entry = registry.registered(name)
+        card = registry.model_card(name, index)
         tags = ", ".join(f"`{w.name}`" for w in card.weights.values())
-        params = f"{card.params:,}" if card.params else None
+        params = f"{index.params[name]:,}" if name in index.params else None
         lines.append(
-            f"| `{name}` | {card.task} | {_cell(card.encoder)} | "
+            f"| `{name}` | {entry.task} | {_cell(entry.encoder)} | "
             f"{_cell(card.default_weights or 'random init')} | {_cell(tags)} | {_cell(params)} | "
-            f"{_cell(card.divisible_by)} | `{card.metafile.relative_to(root)}` |"
+            f"{_cell(entry.input_multiple)} | {_family(index, entry.family, root)} |"
         )
     task_weights = [w for card in index.models.values() for w in card.weights.values()]
     lines += ["", "### Task weights", ""]

@@ -9,7 +9,7 @@ builders (``fpn_resnet34`` ...) to the module and to the zoo.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import keras
@@ -91,50 +91,74 @@ def register_encoder_variants(
     namespace: dict[str, Any],
     *,
     summary: str,
-    encoder_names: Iterable[str] | None = None,
+    family: str | None = None,
+    encoder_names: Iterable[str] | Mapping[str, str] | None = None,
+    num_classes: int = 1,
+    input_shape: tuple[int | None, int | None, int] = (None, None, 3),
+    build_kwargs: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Registers a builder ``<arch>_<encoder>`` per encoder and puts it in `namespace`.
 
-    Each builder is ``builder(*, num_classes=1, input_shape=(None, None, 3), **kwargs)``
-    calling ``build(encoder, num_classes=..., input_shape=..., name="<arch>_<encoder>",
-    **kwargs)``.
+    Each builder is ``builder(*, num_classes=num_classes, input_shape=input_shape,
+    **kwargs)`` calling ``build(encoder, num_classes=..., input_shape=...,
+    name="<arch>_<encoder>", **build_kwargs, **kwargs)``.
 
     Args:
-        arch: Architecture prefix, e.g. ``"fpn"``.
+        arch: Architecture prefix of the names, e.g. ``"fpn"`` or ``"fcn8s"``.
         build: The generic builder, taking the encoder name first.
         namespace: The defining module's ``globals()``: the builders become its attributes.
         summary: One line, completed with " on a <encoder> encoder." for the zoo listing.
-        encoder_names: Encoders to register; default all of `kerasseg.encoders`.
+        family: The metafile family; default `arch`.
+        encoder_names: Encoders to register (default all of `kerasseg.encoders`), or a
+            mapping from the name's suffix to the encoder (``{"vgg16": "vgg16_bn"}``).
+        num_classes: The builders' default number of classes.
+        input_shape: The builders' default input shape.
+        build_kwargs: Fixed keyword arguments for `build` (``{"variant": "8s"}``).
 
     Returns:
         The registered names.
     """
-    names = []
-    for encoder in encoder_names or encoders.list_encoders():
-        model_name = f"{arch}_{encoder}"
-        builder = _variant(build, encoder, model_name, summary)
+    names = encoder_names if encoder_names is not None else encoders.list_encoders()
+    suffixes = dict(names) if isinstance(names, Mapping) else {e: e for e in names}
+    registered = []
+    for suffix, encoder in suffixes.items():
+        model_name = f"{arch}_{suffix}"
+        builder = _variant(
+            build, encoder, model_name, summary, num_classes, input_shape, dict(build_kwargs or {})
+        )
         builder.__module__ = namespace["__name__"]
-        namespace[model_name] = register_model(model_name)(builder)
-        names.append(model_name)
-    return names
+        namespace[model_name] = register_model(
+            model_name, family=family or arch, encoder=encoder, input_multiple=ENCODER_STRIDE
+        )(builder)
+        registered.append(model_name)
+    return registered
 
 
 def _variant(
-    build: Callable[..., keras.Model], encoder: str, model_name: str, summary: str
+    build: Callable[..., keras.Model],
+    encoder: str,
+    model_name: str,
+    summary: str,
+    default_classes: int,
+    default_shape: tuple[int | None, int | None, int],
+    build_kwargs: dict[str, Any],
 ) -> Callable[..., keras.Model]:
     def builder(
         *,
-        num_classes: int = 1,
-        input_shape: tuple[int | None, int | None, int] = (None, None, 3),
+        num_classes: int = default_classes,
+        input_shape: tuple[int | None, int | None, int] = default_shape,
         **kwargs: Any,
     ) -> keras.Model:
         kwargs.setdefault("name", model_name)
-        return build(encoder, num_classes=num_classes, input_shape=input_shape, **kwargs)
+        return build(
+            encoder, num_classes=num_classes, input_shape=input_shape, **build_kwargs, **kwargs
+        )
 
+    fixed = "".join(f", {k}={v!r}" for k, v in build_kwargs.items())
     builder.__name__ = builder.__qualname__ = model_name
     builder.__doc__ = (
         f"{summary} on a {encoder} encoder.\n\n"
-        f"``{build.__name__}({encoder!r}, **kwargs)``; see `{build.__name__}` for the "
+        f"``{build.__name__}({encoder!r}{fixed}, **kwargs)``; see `{build.__name__}` for the "
         f"arguments."
     )
     return builder

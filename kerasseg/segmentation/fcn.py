@@ -77,7 +77,7 @@ from keras import layers
 from kerasseg import encoders
 from kerasseg.layers.checks import DivisibleSizeCheck, check_input_shape
 from kerasseg.layers.initializers import BilinearKernel
-from kerasseg.registry import register_model
+from kerasseg.segmentation._encoder import register_encoder_variants
 from kerasseg.segmentation.checks import check_model_input_shape
 from kerasseg.segmentation.heads import check_num_classes, resolve_activation
 
@@ -264,131 +264,26 @@ def fcn(
     return keras.Model(inputs, outputs, name=name or f"fcn{variant}_{encoder}")
 
 
-def _build(
-    variant: str, encoder: str, num_classes: int, input_shape: tuple, kwargs: dict
-) -> keras.Model:
-    kwargs.setdefault("name", f"fcn{variant}_{encoder}")
-    return fcn(encoder, variant=variant, num_classes=num_classes, input_shape=input_shape, **kwargs)
+#: What each variant fuses, for the registered builders' one-line summaries.
+_VARIANT_SUMMARIES = {
+    "32s": "FCN-32s: class scores at stride 32, upsampled 32x",
+    "16s": "FCN-16s: stride-32 scores fused with stride-16 ones, upsampled 16x",
+    "8s": "FCN-8s, the paper's best: scores fused down to stride 8, upsampled 8x",
+}
+#: The paper's VGG16 and the ResNets (skips from their stride-16 and stride-8 stages).
+FCN_ENCODERS = ("vgg16", "resnet18", "resnet34", "resnet50", "resnet101")
 
-
-_REGISTER = {"default_num_classes": 21, "default_input_shape": _DEFAULT_INPUT_SHAPE}
-
-
-@register_model("fcn32s_vgg16", **_REGISTER)
-def fcn32s_vgg16(
-    *, num_classes: int = 21, input_shape: tuple = _DEFAULT_INPUT_SHAPE, **kwargs: Any
-) -> keras.Model:
-    """FCN-32s on VGG16: class scores at stride 32, upsampled 32x. Arguments: `fcn`."""
-    return _build("32s", "vgg16", num_classes, input_shape, kwargs)
-
-
-@register_model("fcn16s_vgg16", **_REGISTER)
-def fcn16s_vgg16(
-    *, num_classes: int = 21, input_shape: tuple = _DEFAULT_INPUT_SHAPE, **kwargs: Any
-) -> keras.Model:
-    """FCN-16s on VGG16: stride-32 scores fused with pool4's, upsampled 16x. Arguments: `fcn`."""
-    return _build("16s", "vgg16", num_classes, input_shape, kwargs)
-
-
-@register_model("fcn8s_vgg16", **_REGISTER)
-def fcn8s_vgg16(
-    *, num_classes: int = 21, input_shape: tuple = _DEFAULT_INPUT_SHAPE, **kwargs: Any
-) -> keras.Model:
-    """FCN-8s on VGG16, the paper's best: + pool4 and pool3 scores, 8x up. Arguments: `fcn`."""
-    return _build("8s", "vgg16", num_classes, input_shape, kwargs)
-
-
-@register_model("fcn32s_resnet18", **_REGISTER)
-def fcn32s_resnet18(
-    *, num_classes: int = 21, input_shape: tuple = _DEFAULT_INPUT_SHAPE, **kwargs: Any
-) -> keras.Model:
-    """FCN-32s on ResNet18. Arguments: `fcn`."""
-    return _build("32s", "resnet18", num_classes, input_shape, kwargs)
-
-
-@register_model("fcn16s_resnet18", **_REGISTER)
-def fcn16s_resnet18(
-    *, num_classes: int = 21, input_shape: tuple = _DEFAULT_INPUT_SHAPE, **kwargs: Any
-) -> keras.Model:
-    """FCN-16s on ResNet18 (skip from layer3). Arguments: `fcn`."""
-    return _build("16s", "resnet18", num_classes, input_shape, kwargs)
-
-
-@register_model("fcn8s_resnet18", **_REGISTER)
-def fcn8s_resnet18(
-    *, num_classes: int = 21, input_shape: tuple = _DEFAULT_INPUT_SHAPE, **kwargs: Any
-) -> keras.Model:
-    """FCN-8s on ResNet18 (skips from layer3 and layer2). Arguments: `fcn`."""
-    return _build("8s", "resnet18", num_classes, input_shape, kwargs)
-
-
-@register_model("fcn32s_resnet34", **_REGISTER)
-def fcn32s_resnet34(
-    *, num_classes: int = 21, input_shape: tuple = _DEFAULT_INPUT_SHAPE, **kwargs: Any
-) -> keras.Model:
-    """FCN-32s on ResNet34. Arguments: `fcn`."""
-    return _build("32s", "resnet34", num_classes, input_shape, kwargs)
-
-
-@register_model("fcn16s_resnet34", **_REGISTER)
-def fcn16s_resnet34(
-    *, num_classes: int = 21, input_shape: tuple = _DEFAULT_INPUT_SHAPE, **kwargs: Any
-) -> keras.Model:
-    """FCN-16s on ResNet34 (skip from layer3). Arguments: `fcn`."""
-    return _build("16s", "resnet34", num_classes, input_shape, kwargs)
-
-
-@register_model("fcn8s_resnet34", **_REGISTER)
-def fcn8s_resnet34(
-    *, num_classes: int = 21, input_shape: tuple = _DEFAULT_INPUT_SHAPE, **kwargs: Any
-) -> keras.Model:
-    """FCN-8s on ResNet34 (skips from layer3 and layer2). Arguments: `fcn`."""
-    return _build("8s", "resnet34", num_classes, input_shape, kwargs)
-
-
-@register_model("fcn32s_resnet50", **_REGISTER)
-def fcn32s_resnet50(
-    *, num_classes: int = 21, input_shape: tuple = _DEFAULT_INPUT_SHAPE, **kwargs: Any
-) -> keras.Model:
-    """FCN-32s on ResNet50. Arguments: `fcn`."""
-    return _build("32s", "resnet50", num_classes, input_shape, kwargs)
-
-
-@register_model("fcn16s_resnet50", **_REGISTER)
-def fcn16s_resnet50(
-    *, num_classes: int = 21, input_shape: tuple = _DEFAULT_INPUT_SHAPE, **kwargs: Any
-) -> keras.Model:
-    """FCN-16s on ResNet50 (skip from layer3). Arguments: `fcn`."""
-    return _build("16s", "resnet50", num_classes, input_shape, kwargs)
-
-
-@register_model("fcn8s_resnet50", **_REGISTER)
-def fcn8s_resnet50(
-    *, num_classes: int = 21, input_shape: tuple = _DEFAULT_INPUT_SHAPE, **kwargs: Any
-) -> keras.Model:
-    """FCN-8s on ResNet50 (skips from layer3 and layer2). Arguments: `fcn`."""
-    return _build("8s", "resnet50", num_classes, input_shape, kwargs)
-
-
-@register_model("fcn32s_resnet101", **_REGISTER)
-def fcn32s_resnet101(
-    *, num_classes: int = 21, input_shape: tuple = _DEFAULT_INPUT_SHAPE, **kwargs: Any
-) -> keras.Model:
-    """FCN-32s on ResNet101. Arguments: `fcn`."""
-    return _build("32s", "resnet101", num_classes, input_shape, kwargs)
-
-
-@register_model("fcn16s_resnet101", **_REGISTER)
-def fcn16s_resnet101(
-    *, num_classes: int = 21, input_shape: tuple = _DEFAULT_INPUT_SHAPE, **kwargs: Any
-) -> keras.Model:
-    """FCN-16s on ResNet101 (skip from layer3). Arguments: `fcn`."""
-    return _build("16s", "resnet101", num_classes, input_shape, kwargs)
-
-
-@register_model("fcn8s_resnet101", **_REGISTER)
-def fcn8s_resnet101(
-    *, num_classes: int = 21, input_shape: tuple = _DEFAULT_INPUT_SHAPE, **kwargs: Any
-) -> keras.Model:
-    """FCN-8s on ResNet101 (skips from layer3 and layer2). Arguments: `fcn`."""
-    return _build("8s", "resnet101", num_classes, input_shape, kwargs)
+FCN_MODELS = [
+    name
+    for variant, summary in _VARIANT_SUMMARIES.items()
+    for name in register_encoder_variants(
+        f"fcn{variant}",
+        fcn,
+        globals(),
+        summary=summary,
+        family="fcn",
+        encoder_names=FCN_ENCODERS,
+        num_classes=21,
+        build_kwargs={"variant": variant},
+    )
+]

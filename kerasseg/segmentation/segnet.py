@@ -51,7 +51,7 @@ from kerasseg.encoders.normalization import input_normalization
 from kerasseg.encoders.vgg import vgg_config, vgg_conv
 from kerasseg.layers.checks import DivisibleSizeCheck, check_input_shape
 from kerasseg.layers.pooling import IMPLEMENTATIONS, MaxPoolingWithArgmax2D, MaxUnpooling2D
-from kerasseg.registry import register_model
+from kerasseg.segmentation._encoder import register_encoder_variants
 from kerasseg.segmentation.checks import check_model_input_shape
 from kerasseg.segmentation.heads import check_num_classes, resolve_activation
 
@@ -225,41 +225,12 @@ def copy_encoder_weights(encoder: keras.Model, model: keras.Model) -> list[str]:
     return [target.name for target, _ in pairs]
 
 
-def _build(encoder: str, num_classes: int, input_shape: tuple, kwargs: dict) -> keras.Model:
-    kwargs.setdefault("name", f"segnet_{encoder.removesuffix('_bn')}")
-    return segnet(encoder, num_classes=num_classes, input_shape=input_shape, **kwargs)
-
-
-_REGISTER = {"default_num_classes": 11, "default_input_shape": _DEFAULT_INPUT_SHAPE}
-
-
-@register_model("segnet_vgg16", **_REGISTER)
-def segnet_vgg16(
-    *, num_classes: int = 11, input_shape: tuple = _DEFAULT_INPUT_SHAPE, **kwargs: Any
-) -> keras.Model:
-    """SegNet with the paper's VGG16-BN encoder (13 conv layers). Arguments: `segnet`."""
-    return _build("vgg16_bn", num_classes, input_shape, kwargs)
-
-
-@register_model("segnet_vgg11", **_REGISTER)
-def segnet_vgg11(
-    *, num_classes: int = 11, input_shape: tuple = _DEFAULT_INPUT_SHAPE, **kwargs: Any
-) -> keras.Model:
-    """SegNet with a VGG11-BN encoder (8 conv layers). Arguments: `segnet`."""
-    return _build("vgg11_bn", num_classes, input_shape, kwargs)
-
-
-@register_model("segnet_vgg13", **_REGISTER)
-def segnet_vgg13(
-    *, num_classes: int = 11, input_shape: tuple = _DEFAULT_INPUT_SHAPE, **kwargs: Any
-) -> keras.Model:
-    """SegNet with a VGG13-BN encoder (10 conv layers). Arguments: `segnet`."""
-    return _build("vgg13_bn", num_classes, input_shape, kwargs)
-
-
-@register_model("segnet_vgg19", **_REGISTER)
-def segnet_vgg19(
-    *, num_classes: int = 11, input_shape: tuple = _DEFAULT_INPUT_SHAPE, **kwargs: Any
-) -> keras.Model:
-    """SegNet with a VGG19-BN encoder (16 conv layers). Arguments: `segnet`."""
-    return _build("vgg19_bn", num_classes, input_shape, kwargs)
+SEGNET_MODELS = register_encoder_variants(
+    "segnet",
+    segnet,
+    globals(),
+    summary="SegNet (the paper's decoder, unpooling with the encoder's pooling indices)",
+    # The paper's encoders have batch normalisation; the names leave out the "_bn".
+    encoder_names={v: f"{v}_bn" for v in ("vgg16", "vgg11", "vgg13", "vgg19")},
+    num_classes=11,
+)

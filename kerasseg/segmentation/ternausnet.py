@@ -51,6 +51,7 @@ from kerasseg.layers.blocks import conv_norm_act
 from kerasseg.layers.decoders import ternausnet_decoder_block
 from kerasseg.registry import register_model
 from kerasseg.segmentation._encoder import (
+    ENCODER_STRIDE,
     check_model_input_shape,
     check_positive_int,
     encoder_features,
@@ -135,7 +136,7 @@ def ternausnet(
     return keras.Model(inputs, outputs, name=name or default_name)
 
 
-@register_model("unet11")
+@register_model("unet11", family="ternausnet", encoder="vgg11", input_multiple=ENCODER_STRIDE)
 def unet11(
     *,
     num_classes: int = 1,
@@ -150,7 +151,7 @@ def unet11(
     return ternausnet("vgg11", num_classes=num_classes, input_shape=input_shape, **kwargs)
 
 
-@register_model("unet16")
+@register_model("unet16", family="ternausnet", encoder="vgg16", input_multiple=ENCODER_STRIDE)
 def unet16(
     *,
     num_classes: int = 1,

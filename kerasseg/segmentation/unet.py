@@ -21,7 +21,7 @@ from kerasseg.segmentation.checks import check_model_input_shape
 from kerasseg.segmentation.heads import check_num_classes, resolve_activation, segmentation_head
 
 
-@register_model("unet", default_num_classes=1, default_input_shape=(None, None, 3))
+@register_model("unet", family="unet", input_multiple=2**4)  # 2**depth
 def unet(
     *,
     num_classes: int = 1,

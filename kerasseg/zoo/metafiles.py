@@ -3,8 +3,9 @@
 The metafiles are the zoo's source of truth for everything that is data rather than code:
 which weights exist for which model, where they are published, their hash, size, licence,
 preprocessing and classes, the recipe that trained them and the metrics measured. The
-builders are code, registered with `kerasseg.zoo.register_model`; a metafile entry names its
-builder and the validation (`check_against_registry`) insists that they agree.
+builders are code, registered with `kerasseg.registry.register_model`; a metafile entry
+names a registered model, and `kerasseg.zoo.verify.check_against_registry` insists that it
+exists, in the metafile's family, and that its encoder weights fit its encoder.
 
 Where they are read from:
 
@@ -15,12 +16,18 @@ Where they are read from:
    ``model-index.yml``, a folder holding one, or a single metafile. Tests and users add models
    this way without touching the package. Names must stay unique across all of them.
 
-Schema (version 1). ``model-index.yml``::
+What code knows is not repeated here: a model's builder, task, encoder, default classes
+and input shape, and the multiple its input sizes need, come from its registration
+(`kerasseg.registry.register_model`). A model needs a metafile entry only for what code
+cannot know: its weights. Parameter counts are generated data (``params.yml`` beside the
+index, written by ``kerasseg zoo params --write`` and checked by the tests).
 
-    schema: 1
+Schema (version 2). ``model-index.yml``::
+
+    schema: 2
     metafiles: [metafiles/encoders.yml, metafiles/unet.yml]   # relative to the index
 
-A metafile (one per family)::
+A metafile (one per family: the ``family`` of the registered models it describes)::
 
     family: unet                   # the file's stem
     title: U-Net (Ronneberger et al., 2015)      # optional
@@ -28,21 +35,15 @@ A metafile (one per family)::
     encoder_weights:               # optional: pretrained encoder weights
       - name: resnet34.imagenet    # <encoder>.<tag>
         encoder: resnet34          # a kerasseg.encoders name
-        format: torchvision        # converted by kerasseg.zoo.convert
+        format: torchvision        # converted by kerasseg.encoders.convert
         file: {url: ..., sha256: <64 hex> | sha256_prefix: <8+ hex>, size_mb | size_bytes}
         licence: BSD-3-Clause      # required on every weights entry
         licence_note, source, dataset, classes, preprocessing   # optional, free text
         metrics: [{dataset, values: {name: number}, source, split?, task?, recipe?, date?}]
-    models:
-      - name: unet                 # registered name, <arch>_<encoder> by convention
-        builder: kerasseg.segmentation.unet.unet    # module.qualname of the registered builder
-        task: segmentation
-        encoder: null              # or the encoder the builder nests (enables "imagenet")
-        encoder_weights: {imagenet: resnet34.imagenet}   # optional; that is the default
-        defaults: {num_classes: 1, input_shape: [null, null, 3]}   # as registered
-        input: {divisible_by: 16}  # static sizes must be multiples of it
-        params: 31043521           # optional: count_params() with the defaults
-        default_weights: null      # null | imagenet | a tag of `weights`
+    models:                        # optional: only models with weights of their own
+      - name: unet11               # a registered name
+        encoder_weights: {imagenet: vgg11.imagenet}   # optional; that is the default
+        default_weights: imagenet  # optional; default: imagenet where the encoder has it
         weights:                   # task weights, by tag: name "<model>.<tag>"
           isbi2012:
             recipe: recipes/unet11.isbi2012.yml   # relative to the index; required
@@ -69,12 +70,15 @@ from kerasseg.zoo.remote import RemoteFile
 
 ENV_INDEX = "KERASSEG_ZOO_INDEX"
 INDEX_FILE = "model-index.yml"
-SCHEMA_VERSION = 1
-TASKS = ("segmentation", "detection")
+SCHEMA_VERSION = 2
+#: File of generated parameter counts beside ``model-index.yml`` (``kerasseg zoo params``).
+PARAMS_FILE = "params.yml"
+#: ``default_weights`` of a model entry that does not set it: ImageNet where its encoder
+#: has such weights, else random initialisation (resolved by `kerasseg.zoo.registry`).
+AUTO = "auto"
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
 
 class MetafileError(ValueError):
@@ -148,20 +152,32 @@ class TaskWeights:
 
 @dataclasses.dataclass(frozen=True)
 class ModelCard:
-    """A model's metafile entry (see the module docstring for the fields)."""
+    """What the metafiles say about a model (see the module docstring for the fields).
+
+    Attributes:
+        name: The registered model name.
+        family: The metafile's family.
+        encoder_weights: ``{key: encoder weights name}`` that ``weights=key`` loads;
+            empty: the encoder's ImageNet weights, where listed, as ``"imagenet"``.
+        default_weights: What ``weights="default"`` loads: None, a key of
+            `encoder_weights`, a tag of `weights`, or `AUTO`.
+        weights: Task weights by tag.
+        metafile: The metafile holding the entry; None for a model no metafile lists.
+    """
 
     name: str
-    builder: str
-    task: str
     family: str
-    default_num_classes: int
-    default_input_shape: tuple[int | None, ...]
-    encoder: str | None = None
     encoder_weights: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    divisible_by: int | None = None
-    params: int | None = None
-    default_weights: str | None = None
+    default_weights: str | None = AUTO
     weights: Mapping[str, TaskWeights] = dataclasses.field(default_factory=dict)
+    metafile: Path | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """A metafile's family-wide fields: ``title``, ``paper`` (title, url) and its path."""
+
+    name: str
     title: str = ""
     paper: Mapping[str, str] = dataclasses.field(default_factory=dict)
     metafile: Path | None = None
@@ -175,6 +191,8 @@ class Index:
     encoder_weights: Mapping[str, EncoderWeights]
     metafiles: tuple[Path, ...]
     roots: tuple[Path, ...]
+    families: Mapping[str, Family] = dataclasses.field(default_factory=dict)
+    params: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def model(self, name: str) -> ModelCard | None:
         return self.models.get(name)
@@ -235,6 +253,7 @@ def read_index(sources: list[Path]) -> Index:
     problems: list[str] = []
     metafiles: list[tuple[Path, Path]] = []  # (metafile, root)
     roots = []
+    params: dict[str, int] = {}
     for source in sources:
         if source.is_dir():
             source = source / INDEX_FILE
@@ -250,7 +269,9 @@ def read_index(sources: list[Path]) -> Index:
             if data.get("schema") != SCHEMA_VERSION:
                 problems.append(
                     f"{source}: `schema` must be {SCHEMA_VERSION}, got {data.get('schema')!r}"
+                    + (_SCHEMA_1_HINT if data.get("schema") == 1 else "")
                 )
+            params.update(_read_params(source.parent / PARAMS_FILE, problems))
             listed = data.get("metafiles")
             if not isinstance(listed, list) or not all(isinstance(p, str) for p in listed):
                 problems.append(f"{source}: `metafiles` must be a list of relative paths")
@@ -262,6 +283,7 @@ def read_index(sources: list[Path]) -> Index:
 
     models: dict[str, ModelCard] = {}
     encoder_weights: dict[str, EncoderWeights] = {}
+    families: dict[str, Family] = {}
     for path, root in metafiles:
         data = _read_yaml(path, problems) if path.is_file() else None
         if not path.is_file():
@@ -269,8 +291,14 @@ def read_index(sources: list[Path]) -> Index:
         if data is None:
             continue
         for item in _parse_metafile(data, path, root, problems):
-            table = models if isinstance(item, ModelCard) else encoder_weights
-            kind = "model" if isinstance(item, ModelCard) else "encoder weights"
+            table: dict[str, Any] = (
+                models
+                if isinstance(item, ModelCard)
+                else families
+                if isinstance(item, Family)
+                else encoder_weights
+            )
+            kind = type(item).__name__
             if item.name in table:
                 problems.append(
                     f"{path}: {kind} {item.name!r} is already defined in "
@@ -278,32 +306,51 @@ def read_index(sources: list[Path]) -> Index:
                 )
             else:
                 table[item.name] = item
-    for name, card in list(models.items()):
-        imagenet = f"{card.encoder}.imagenet"
-        if card.encoder and not card.encoder_weights and imagenet in encoder_weights:
-            # The implicit default: "imagenet" means the encoder's ImageNet weights.
-            card = models[name] = dataclasses.replace(card, encoder_weights={"imagenet": imagenet})
+    for card in models.values():
         for key, weights_name in card.encoder_weights.items():
             if weights_name not in encoder_weights:
                 problems.append(
                     f"{card.metafile}: model {card.name!r}: encoder_weights.{key} names "
                     f"{weights_name!r}, which no metafile defines"
                 )
-            elif card.encoder and encoder_weights[weights_name].encoder != card.encoder:
-                problems.append(
-                    f"{card.metafile}: model {card.name!r}: encoder_weights.{key} "
-                    f"({weights_name!r}) is for encoder "
-                    f"{encoder_weights[weights_name].encoder!r}, not {card.encoder!r}"
-                )
-        if card.default_weights not in (None, *card.weights, *card.encoder_weights):
+        # "imagenet" is valid without a mapping: it means the encoder's ImageNet weights.
+        allowed = (None, AUTO, "imagenet", *card.weights, *card.encoder_weights)
+        if card.default_weights not in allowed:
             problems.append(
                 f"{card.metafile}: model {card.name!r}: default_weights "
                 f"{card.default_weights!r} is none of its weights "
-                f"({sorted([*card.weights, *card.encoder_weights])})"
+                f"({sorted({'imagenet', *card.weights, *card.encoder_weights})})"
             )
     if problems:
         raise MetafileError("Invalid zoo metafiles:\n" + "\n".join(f"  {p}" for p in problems))
-    return Index(models, encoder_weights, tuple(p for p, _ in metafiles), tuple(roots))
+    return Index(
+        models,
+        encoder_weights,
+        tuple(p for p, _ in metafiles),
+        tuple(roots),
+        families=families,
+        params=params,
+    )
+
+
+_SCHEMA_1_HINT = (
+    " (schema 1 metafiles restated code: drop each model's `builder`, `task`, `encoder`, "
+    "`defaults`, `input` and `params`, keep only entries with weights, and set `schema: 2`)"
+)
+
+
+def _read_params(path: Path, problems: list[str]) -> dict[str, int]:
+    """The generated parameter counts (``{model: count}``); empty when there is no file."""
+    if not path.is_file():
+        return {}
+    data = _read_yaml(path, problems)
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v > 0
+        for k, v in data.items()
+    ):
+        problems.append(f"{path}: must map model names to positive parameter counts")
+        return {}
+    return dict(data)
 
 
 # --------------------------------------------------------------------------------------------
@@ -494,66 +541,28 @@ def _task_weights(
 
 
 def _model(data: Any, where: str, family: str, path: Path, root: Path, problems: list[str]):
-    required = {"name", "builder", "task", "defaults", "default_weights"}
-    optional = {"encoder", "encoder_weights", "input", "params", "weights", "title", "paper"}
-    if not _check_keys(data, required, optional, where, problems):
+    optional = {"encoder_weights", "default_weights", "weights"}
+    if not _check_keys(data, {"name"}, optional, where, problems):
         return None
     name = data["name"]
     if not isinstance(name, str) or not _MODEL_NAME.match(name):
         problems.append(f"{where}: `name` must match {_MODEL_NAME.pattern}, got {name!r}")
         return None
     where = f"{where} ({name})"
-    builder = data["builder"]
-    if not isinstance(builder, str) or not _DOTTED.match(builder):
-        problems.append(
-            f"{where}: `builder` must be a dotted path module.function, got {builder!r}"
-        )
-    if data["task"] not in TASKS:
-        problems.append(f"{where}: `task` must be one of {TASKS}, got {data['task']!r}")
-    defaults = data["defaults"]
-    num_classes, input_shape = 1, (None, None, 3)
-    if _check_keys(defaults, {"num_classes", "input_shape"}, set(), f"{where}.defaults", problems):
-        num_classes, input_shape = defaults["num_classes"], defaults["input_shape"]
-        if not isinstance(num_classes, int) or num_classes < 1:
-            problems.append(f"{where}.defaults: `num_classes` must be a positive integer")
-        if not (
-            isinstance(input_shape, list)
-            and len(input_shape) == 3
-            and all(d is None or (isinstance(d, int) and d > 0) for d in input_shape)
-            and input_shape[2] is not None
-        ):
-            problems.append(
-                f"{where}.defaults: `input_shape` must be [H, W, C] (null for any size, C known), "
-                f"got {input_shape!r}"
-            )
-            input_shape = (None, None, 3)
-    encoder = data.get("encoder")
-    if encoder is not None and not isinstance(encoder, str):
-        problems.append(f"{where}: `encoder` must be an encoder name or null, got {encoder!r}")
-        encoder = None
-    encoder_weights = data.get("encoder_weights")
-    if encoder_weights is None:
-        encoder_weights = {}
-    elif not (
+    encoder_weights = data.get("encoder_weights") or {}
+    if not (
         isinstance(encoder_weights, dict)
-        and encoder
         and all(isinstance(k, str) and isinstance(v, str) for k, v in encoder_weights.items())
     ):
         problems.append(
-            f"{where}: `encoder_weights` must map weight names to encoder weights names, and "
-            f"needs `encoder`; got {encoder_weights!r}"
+            f"{where}: `encoder_weights` must map weight names to encoder weights names, "
+            f"got {encoder_weights!r}"
         )
         encoder_weights = {}
-    divisible_by = None
-    if data.get("input") is not None and _check_keys(
-        data["input"], {"divisible_by"}, set(), f"{where}.input", problems
-    ):
-        divisible_by = data["input"]["divisible_by"]
-        if not isinstance(divisible_by, int) or divisible_by < 1:
-            problems.append(f"{where}.input: `divisible_by` must be a positive integer")
-    params = data.get("params")
-    if params is not None and (not isinstance(params, int) or params < 1):
-        problems.append(f"{where}: `params` must be a positive integer, got {params!r}")
+    default_weights = data.get("default_weights", AUTO)
+    if default_weights is not None and not isinstance(default_weights, str):
+        problems.append(f"{where}: `default_weights` must be a name or null, got {default_weights!r}")
+        default_weights = None
     weights = {}
     raw_weights = data.get("weights") or {}
     if not isinstance(raw_weights, dict):
@@ -563,27 +572,15 @@ def _model(data: Any, where: str, family: str, path: Path, root: Path, problems:
         parsed = _task_weights(name, tag, entry, f"{where}.weights", path, root, problems)
         if parsed is not None:
             weights[tag] = parsed
-    if "imagenet" in weights:
-        problems.append(f"{where}: the tag 'imagenet' is reserved for encoder weights")
-    paper = data.get("paper") or {}
-    if not isinstance(paper, dict):
-        problems.append(f"{where}: `paper` must be a mapping (title, url)")
-        paper = {}
+    for reserved in ("imagenet", AUTO):
+        if reserved in weights:
+            problems.append(f"{where}: the tag {reserved!r} is reserved")
     return ModelCard(
         name=name,
-        builder=str(builder),
-        task=str(data["task"]),
         family=family,
-        default_num_classes=num_classes,
-        default_input_shape=tuple(input_shape),
-        encoder=encoder,
         encoder_weights=dict(encoder_weights),
-        divisible_by=divisible_by,
-        params=params,
-        default_weights=data["default_weights"],
+        default_weights=default_weights,
         weights=weights,
-        title=str(data.get("title") or ""),
-        paper=dict(paper),
         metafile=path,
     )
 
@@ -601,22 +598,25 @@ def _parse_metafile(data: Any, path: Path, root: Path, problems: list[str]) -> l
     family = data["family"]
     if family != path.stem:
         problems.append(f"{where}: `family` must be the file's stem {path.stem!r}, got {family!r}")
-    items: list[Any] = []
-    for key, parse in (("encoder_weights", _encoder_weights), ("models", _model)):
+    paper = data.get("paper") or {}
+    if not isinstance(paper, dict):
+        problems.append(f"{where}: `paper` must be a mapping (title, url)")
+        paper = {}
+    items: list[Any] = [
+        Family(str(family), title=str(data.get("title") or ""), paper=dict(paper), metafile=path)
+    ]
+    for key in ("encoder_weights", "models"):
         entries = data.get(key) or []
         if not isinstance(entries, list):
             problems.append(f"{where}: `{key}` must be a list")
             continue
         for i, entry in enumerate(entries):
             here = f"{where}: {key}[{i}]"
-            if key == "models":
-                item = parse(entry, here, family, path, root, problems)
-                if item is not None and not item.paper and isinstance(data.get("paper"), dict):
-                    item = dataclasses.replace(item, paper=dict(data["paper"]))
-                if item is not None and not item.title and isinstance(data.get("title"), str):
-                    item = dataclasses.replace(item, title=data["title"])
-            else:
-                item = parse(entry, here, path, problems)
+            item = (
+                _model(entry, here, family, path, root, problems)
+                if key == "models"
+                else _encoder_weights(entry, here, path, problems)
+            )
             if item is not None:
                 items.append(item)
     return items

@@ -83,6 +83,29 @@ def _index():
     return metafiles.load_index()
 
 
+def model_card(arch: str, index: Any = None) -> Any:
+    """The `~kerasseg.zoo.metafiles.ModelCard` of a registered model, completed from its
+    registration.
+
+    A model no metafile lists gets an empty card; ``"imagenet"`` means its encoder's
+    ImageNet weights where a metafile lists them (unless the entry maps encoder weights
+    itself); a ``default_weights`` left unset becomes ``"imagenet"`` when there are such
+    weights, else None (random initialisation). `index` defaults to the loaded one.
+    """
+    from kerasseg.zoo import metafiles
+
+    entry = _entry(arch)
+    index = index or _index()
+    card = index.model(arch) or metafiles.ModelCard(name=arch, family=entry.family)
+    encoder_weights = dict(card.encoder_weights)
+    if not encoder_weights and entry.encoder and index.imagenet_for(entry.encoder):
+        encoder_weights = {"imagenet": f"{entry.encoder}.imagenet"}
+    default = card.default_weights
+    if default == metafiles.AUTO:
+        default = "imagenet" if "imagenet" in encoder_weights else None
+    return dataclasses.replace(card, encoder_weights=encoder_weights, default_weights=default)
+
+
 def known_tags(arch: str, trained: list[str] | None = None) -> dict[str, str]:
     """Tags of `arch`: ``{tag: "metafile" | "trained"}`` (metafile tags first)."""
     from kerasseg.zoo import weights as zw
@@ -123,7 +146,7 @@ def resolve(name: str) -> tuple[ModelEntry, Any, str | None]:
     """``(entry, metafile card or None, tag or None)`` of a name; unknown names and tags raise."""
     arch, tag = split_name(name)
     entry = _entry(arch, name)
-    card = _index().model(arch)
+    card = model_card(arch)
     if tag is not None:
         tags = known_tags(arch)
         if tag not in tags:
@@ -132,7 +155,7 @@ def resolve(name: str) -> tuple[ModelEntry, Any, str | None]:
                 f"{sorted(tags) or 'none'}"
                 + (
                     f" (and {sorted(card.encoder_weights)} for the encoder)"
-                    if card and card.encoder_weights
+                    if card.encoder_weights
                     else ""
                 )
                 + ". Your own: write a recipe and run `kerasseg zoo train RECIPE.yml`."
@@ -142,17 +165,17 @@ def resolve(name: str) -> tuple[ModelEntry, Any, str | None]:
 
 def encoder_weights_name(arch: str, key: str = "imagenet") -> str:
     """The encoder weights (``"resnet34.imagenet"``) that ``weights=key`` means for `arch`."""
-    card = _index().model(arch)
-    if card is None or key not in card.encoder_weights:
-        available = sorted(card.encoder_weights) if card else []
+    card = model_card(arch)
+    if key not in card.encoder_weights:
+        encoder = _entry(arch).encoder
         reason = (
-            "it has no metafile entry"
-            if card is None
-            else f"its metafile entry ({card.metafile}) names no encoder weights {key!r}"
+            "it nests no encoder"
+            if encoder is None
+            else f"no metafile lists {key!r} weights for its encoder {encoder!r}"
         )
         raise ValueError(
             f"Model {arch!r} has no {key!r} encoder weights: {reason}. Its encoder weights: "
-            f"{available or 'none'}."
+            f"{sorted(card.encoder_weights) or 'none'}."
         )
     return card.encoder_weights[key]
 
@@ -173,7 +196,7 @@ def _choose(weights: Any, arch: str, tag: str | None, card: Any) -> _Choice:
     if isinstance(weights, str) and weights == "default":
         if tag is not None:
             return _Choice("tag", tag)
-        default = card.default_weights if card else None
+        default = card.default_weights
         if default is None:
             return _Choice("none")
         return (
@@ -181,7 +204,7 @@ def _choose(weights: Any, arch: str, tag: str | None, card: Any) -> _Choice:
             if default in card.encoder_weights
             else _Choice("tag", default)
         )
-    if isinstance(weights, str) and card is not None and weights in card.encoder_weights:
+    if isinstance(weights, str) and weights in card.encoder_weights:
         return _Choice("encoder", weights)
     if isinstance(weights, str) and weights == "imagenet":
         encoder_weights_name(arch, "imagenet")  # raises, naming why
@@ -198,7 +221,7 @@ def _choose(weights: Any, arch: str, tag: str | None, card: Any) -> _Choice:
         )
     path = os.fspath(weights)
     if not os.path.isfile(path):
-        options = ["'default'", "None"] + [repr(k) for k in (card.encoder_weights if card else {})]
+        options = ["'default'", "None"] + [repr(k) for k in card.encoder_weights]
         options += [repr(t) for t in known_tags(arch)]
         raise ValueError(
             f"`weights` must be one of {', '.join(options)} or the path of a .weights.h5 file; "
@@ -225,7 +248,7 @@ def _tag_weights_path(arch: str, tag: str, card: Any, progress: bool = True) -> 
     from kerasseg.zoo import weights as zw
 
     name = f"{arch}.{tag}"
-    hosted = card.weights.get(tag) if card else None
+    hosted = card.weights.get(tag)
     status, detail = zw.check_trained(name)
     if status == "ok" or hosted is None or hosted.file is None:
         return zw.trained_weights_path(name, recipe=hosted.recipe if hosted else None)
@@ -267,14 +290,13 @@ def list_models(
     from kerasseg.zoo import weights as zw
 
     _load_builders()
-    index = _index()
     trained = zw.trained_names()
     names = []
     for entry in _REGISTRY.values():
         if task is not None and entry.task != task:
             continue
-        card = index.model(entry.name)
-        candidates = [(entry.name, bool(card and card.default_weights))]
+        card = model_card(entry.name)
+        candidates = [(entry.name, card.default_weights is not None)]
         candidates += [(f"{entry.name}.{t}", True) for t in known_tags(entry.name, trained)]
         for name, has_pretrained in candidates:
             if fnmatch.fnmatchcase(name, pattern) and pretrained in (None, has_pretrained):
@@ -343,7 +365,7 @@ def _task_weights_info(arch: str, tag: str, card: Any, verify: bool) -> dict[str
     from kerasseg.zoo import weights as zw
 
     name = f"{arch}.{tag}"
-    hosted = card.weights.get(tag) if card else None
+    hosted = card.weights.get(tag)
     info_: dict[str, Any] = {"kind": "task", "name": name}
     if hosted is not None:
         file = hosted.file
@@ -419,8 +441,8 @@ def info(name: str, *, count_params: bool = False, verify: bool = False) -> dict
 
     Args:
         name: A name from `list_models` (with or without tag).
-        count_params: When the metafile records no parameter count, build the model
-            (random init, default configuration) to count them.
+        count_params: When the zoo's generated counts (``params.yml``) lack the model,
+            build it (random init, default configuration) to count its parameters.
         verify: Re-hash the cached files to report ``"ok"`` / ``"corrupt"`` / ``"missing"``;
             by default the cache state is only ``"present"`` / ``"missing"`` (hashing large
             checkpoints takes time; every file is hashed anyway before it is used).
@@ -429,7 +451,7 @@ def info(name: str, *, count_params: bool = False, verify: bool = False) -> dict
         A JSON-serialisable dict: ``name``, ``model``, ``tag``, ``task``, ``description``,
         ``builder`` (dotted path), ``default_num_classes``, ``default_input_shape``,
         ``input`` (shape and the divisor static sizes need), ``params`` (for the default
-        configuration, from the metafile; None when not recorded) and ``params_source``,
+        configuration, from ``params.yml``; None when not recorded) and ``params_source``,
         ``encoder``, ``default_weights``, ``weights`` (per weight set: URL, SHA-256 or the
         publisher's prefix and how it is checked, size, licence, source, data set, classes,
         preprocessing, published metrics, the cache state; for task weights also the recipe
@@ -441,21 +463,23 @@ def info(name: str, *, count_params: bool = False, verify: bool = False) -> dict
     arch = entry.name
     num_classes, input_shape = entry.default_num_classes, entry.default_input_shape
     weights: dict[str, Any] = {}
-    for key, weights_name in card.encoder_weights.items() if card else []:
+    for key, weights_name in card.encoder_weights.items():
         weights[key] = _encoder_weights_info(
             _index().encoder_weights[weights_name], int(input_shape[2] or 3), verify
         )
     tags = known_tags(arch)
     for other in [tag] if tag else list(tags):
         weights[other] = _task_weights_info(arch, other, card, verify)
-    default = tag or (card.default_weights if card else None)
+    default = tag or card.default_weights
     if tag and "num_classes" in weights[tag]:
         num_classes, input_shape = weights[tag]["num_classes"], tuple(weights[tag]["input_shape"])
 
+    family = _index().families.get(entry.family)
+    recorded = _index().params.get(arch)
     params, params_source = (
-        (card.params, "metafile (count_params() with the defaults)")
-        if (card and card.params)
-        else (None, "not recorded in a metafile")
+        (recorded, "params.yml (count_params() with the defaults, generated)")
+        if recorded
+        else (None, "not recorded in params.yml")
     )
     if params is None and count_params:
         params = int(get(arch, weights=None).count_params())
@@ -478,19 +502,26 @@ def info(name: str, *, count_params: bool = False, verify: bool = False) -> dict
         "default_input_shape": list(input_shape),
         "input": {
             "shape": list(input_shape),
-            "divisible_by": card.divisible_by if card else None,
+            "divisible_by": entry.input_multiple,
             "range": "0..255 (the model normalises its input itself)",
         },
         "params": params,
         "params_source": params_source,
-        "encoder": card.encoder if card else None,
+        "encoder": entry.encoder,
         "default_weights": default,
         "weights": weights,
         "metrics": metrics,
         "licence": weights[default]["licence"] if default in weights else None,
-        "metafile": str(card.metafile) if card else None,
-        "paper": dict(card.paper) if card else {},
+        "family": entry.family,
+        "metafile": _metafile_of(card, family),
+        "paper": dict(family.paper) if family else {},
     }
+
+
+def _metafile_of(card: Any, family: Any) -> str | None:
+    """The metafile listing the model, else the one describing its family, else None."""
+    path = card.metafile or (family.metafile if family else None)
+    return str(path) if path else None
 
 
 def get(

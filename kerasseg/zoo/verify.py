@@ -1,9 +1,9 @@
 """Verification: the metafiles against the code, and the cached files against their hashes.
 
 It sits above `kerasseg.zoo.metafiles` (which only reads and validates the files) and
-`kerasseg.zoo.registry`, so neither of those imports the other's world. ``python -m
-kerasseg.zoo.verify "fpn_*"`` prints draft metafile entries for registered models that no
-metafile lists yet.
+`kerasseg.zoo.registry`, so neither of those imports the other's world. It also writes the
+zoo's generated data, the parameter counts of ``zoo/params.yml`` (``kerasseg zoo params
+--write``).
 """
 
 from __future__ import annotations
@@ -11,12 +11,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
+import keras
 
 from kerasseg import encoders
 from kerasseg.zoo import recipes, registry
 from kerasseg.zoo import remote as dl
-from kerasseg.zoo.metafiles import EncoderWeights, Index, load_index
+from kerasseg.zoo.metafiles import (
+    PARAMS_FILE,
+    EncoderWeights,
+    Index,
+    clear_cache,
+    load_index,
+    packaged_root,
+)
 from kerasseg.zoo.weights import (
     TRAINED_WEIGHTS,
     CacheEntry,
@@ -31,17 +38,13 @@ from kerasseg.zoo.weights import (
 # Cross-checks with the code (used by the tests and `kerasseg zoo verify --metafiles`)
 
 
-def builder_path(builder: Any) -> str:
-    """``module.qualname`` of a builder, as metafiles write it."""
-    return f"{builder.__module__}.{builder.__qualname__}"
-
-
 def check_against_registry(index: Index | None = None) -> list[str]:
     """Problems between the metafiles and the registered builders and encoders (empty: none).
 
-    Checks that every model entry names a registered model whose builder is the one named,
-    with the same defaults; that encoders exist and that each ``encoder`` entry has
-    weights; and that every task weights' recipe loads and trains that model.
+    Checks that every model entry names a registered model of the metafile's family; that
+    encoder weights are for the model's encoder and that ``imagenet`` defaults have such
+    weights; that every task weights' recipe loads and trains that model; and that the
+    generated parameter counts name registered models only.
     """
     index = index or load_index()
     problems = []
@@ -51,24 +54,24 @@ def check_against_registry(index: Index | None = None) -> list[str]:
         if entry is None:
             problems.append(f"{where}: no model of that name is registered")
             continue
-        if builder_path(entry.builder) != card.builder:
+        if entry.family != card.family:
             problems.append(
-                f"{where}: `builder` is {card.builder!r} but the registered builder is "
-                f"{builder_path(entry.builder)!r}"
+                f"{where}: the model is registered in family {entry.family!r}, so its entry "
+                f"belongs in metafiles/{entry.family}.yml"
             )
-        if entry.task != card.task:
-            problems.append(f"{where}: task {card.task!r} != registered {entry.task!r}")
-        if (entry.default_num_classes, tuple(entry.default_input_shape)) != (
-            card.default_num_classes,
-            tuple(card.default_input_shape),
-        ):
-            problems.append(
-                f"{where}: defaults (num_classes={card.default_num_classes}, input_shape="
-                f"{list(card.default_input_shape)}) != registered (num_classes="
-                f"{entry.default_num_classes}, input_shape={list(entry.default_input_shape)})"
-            )
-        if card.encoder is not None and card.encoder not in encoders.list_encoders():
-            problems.append(f"{where}: unknown encoder {card.encoder!r}")
+        for key, weights_name in card.encoder_weights.items():
+            weights = index.encoder_weights.get(weights_name)
+            if weights is not None and weights.encoder != entry.encoder:
+                problems.append(
+                    f"{where}: encoder_weights.{key} ({weights_name!r}) is for encoder "
+                    f"{weights.encoder!r}, but the model's encoder is {entry.encoder!r}"
+                )
+        if card.default_weights == "imagenet" and not card.encoder_weights:
+            if entry.encoder is None or index.imagenet_for(entry.encoder) is None:
+                problems.append(
+                    f"{where}: default_weights 'imagenet', but no metafile lists ImageNet "
+                    f"weights for its encoder {entry.encoder!r}"
+                )
         for tag, weights in card.weights.items():
             try:
                 recipe = recipes.load_recipe(weights.recipe)
@@ -86,46 +89,55 @@ def check_against_registry(index: Index | None = None) -> list[str]:
                 f"{weights.metafile}: encoder weights {weights.name!r}: unknown encoder "
                 f"{weights.encoder!r}"
             )
+    unknown = sorted(set(index.params) - set(registry.list_registered()))
+    if unknown:
+        problems.append(
+            f"{PARAMS_FILE}: counts for unregistered models {unknown}; regenerate it with "
+            f"`{PARAMS_COMMAND}`"
+        )
     return problems
 
 
-def draft_entries(pattern: str = "*", *, count_params: bool = True) -> str:
-    """YAML model entries for registered models that no metafile lists yet, to review and paste.
+# --------------------------------------------------------------------------------------------
+# Generated data: parameter counts
 
-    ``python -m kerasseg.zoo.verify "fpn_*"`` prints them. The encoder is inferred from
-    the name's ``_<encoder>`` suffix, the default weights are ``imagenet`` where that encoder
-    has ImageNet weights, and ``params`` is measured by building each model (slow for many).
-    """
-    index = load_index()
-    entries = []
-    for name in registry.list_registered(pattern):
-        if name in index.models:
-            continue
-        entry = registry.registered(name)
-        encoder = registry.infer_encoder(name)
-        card: dict[str, Any] = {
-            "name": name,
-            "builder": builder_path(entry.builder),
-            "task": entry.task,
-            "encoder": encoder,
-            "defaults": {
-                "num_classes": entry.default_num_classes,
-                "input_shape": list(entry.default_input_shape),
-            },
-            "input": {"divisible_by": 32} if encoder else None,
-            "default_weights": "imagenet" if encoder and index.imagenet_for(encoder) else None,
-            "weights": {},
-        }
-        if card["input"] is None:
-            del card["input"]
-        if count_params:
-            card["params"] = int(
-                entry.builder(
-                    num_classes=entry.default_num_classes, input_shape=entry.default_input_shape
-                ).count_params()
-            )
-        entries.append(card)
-    return yaml.safe_dump({"models": entries}, sort_keys=False, default_flow_style=None)
+#: The command that writes ``zoo/params.yml``.
+PARAMS_COMMAND = "kerasseg zoo params --write"
+
+
+def count_params(name: str) -> int:
+    """Parameters of a registered model built with its defaults (random init)."""
+    entry = registry.registered(name) or registry.resolve(name)[0]
+    model = entry.builder(num_classes=entry.default_num_classes, input_shape=entry.default_input_shape)
+    return int(model.count_params())
+
+
+def params_yaml(counts: dict[str, int]) -> str:
+    """The text of ``params.yml`` for `counts` (sorted, with the header saying how to regenerate)."""
+    lines = [
+        "# Generated: parameters of each registered model built with its defaults",
+        f"# (count_params(), random init). Do not edit: run `{PARAMS_COMMAND}`.",
+        *(f"{name}: {counts[name]}" for name in sorted(counts)),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_params(path: Path | None = None, pattern: str = "*") -> Path:
+    """Counts the parameters of every registered model matching `pattern` (slow: builds each)
+    and writes them, with the counts already there for other models, to the packaged
+    ``params.yml`` (or `path`)."""
+    from tqdm.auto import tqdm
+
+    path = path or packaged_root() / PARAMS_FILE
+    counts = dict(load_index().params) if path == packaged_root() / PARAMS_FILE else {}
+    registered = registry.list_registered()
+    counts = {name: count for name, count in counts.items() if name in registered}
+    for name in tqdm(registry.list_registered(pattern), desc="counting parameters", unit="model"):
+        counts[name] = count_params(name)
+        keras.backend.clear_session()
+    path.write_text(params_yaml(counts), encoding="utf-8")
+    clear_cache()
+    return path
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,15 +176,14 @@ def verify_cache(names: list[str] | None = None) -> list[CacheEntry]:
                 encoder_names.add(name)
                 continue
             arch, tag = registry.split_name(name)
-            card = index.model(arch)
             if tag is not None:
                 registry.resolve(name)  # unknown names raise with suggestions
                 tag_names.add(name)
                 continue
             registry.resolve(arch)
-            if card is not None:
-                encoder_names |= set(card.encoder_weights.values())
-                tag_names |= {w.name for w in card.weights.values()}
+            card = registry.model_card(arch)
+            encoder_names |= set(card.encoder_weights.values())
+            tag_names |= {w.name for w in card.weights.values()}
             tag_names |= {n for n in trained_names() if n.split(".", 1)[0] == arch}
 
     entries = []
@@ -196,9 +207,3 @@ def verify_cache(names: list[str] | None = None) -> list[CacheEntry]:
                 CacheEntry("trained", name, trained_dir(name) / TRAINED_WEIGHTS, status, detail)
             )
     return entries
-
-
-if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    print(draft_entries(sys.argv[1] if len(sys.argv) > 1 else "*"))

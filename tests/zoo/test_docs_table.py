@@ -32,16 +32,20 @@ def test_the_table_follows_the_metafiles(tmp_path):
     script = _script()
     copy = tmp_path / "zoo"
     shutil.copytree(REPO_ROOT / "zoo", copy)
-    # The same index without the SegNet family: its rows must disappear from the table.
+    # The same index without the TernausNet metafile: unet11's task weights disappear, the
+    # model itself stays (it is registered in code), now without a family metafile.
     listed = sorted(
-        f"metafiles/{p.name}" for p in (copy / "metafiles").glob("*.yml") if p.stem != "segnet"
+        f"metafiles/{p.name}" for p in (copy / "metafiles").glob("*.yml") if p.stem != "ternausnet"
     )
-    (copy / "model-index.yml").write_text(yaml.safe_dump({"schema": 1, "metafiles": listed}))
+    (copy / "model-index.yml").write_text(yaml.safe_dump({"schema": 2, "metafiles": listed}))
     script.REPO = tmp_path  # relative paths in the table are taken from the copy
     table = script.render(metafiles.read_index([copy]))
-    assert "| `unet11.isbi2012` | ISBI 2012" in table
-    assert "no: `kerasseg zoo train unet11.isbi2012`" in table and "dice 0.7183" in table
-    assert "| `segnet_vgg16` |" not in table and "| `fcn8s_vgg16` |" in table
+    assert "| `unet11` | segmentation | vgg11 | imagenet | – | 22,927,393 | 32 | ternausnet |" in (
+        table
+    )
+    assert "unet11.isbi2012" not in table
+    assert "| `fpn_resnet34.isbi2012` | ISBI 2012" in table and "dice 0.7076" in table
+    assert "no: `kerasseg zoo train fpn_resnet34.isbi2012`" in table
     page = script.PAGE.read_text(encoding="utf-8")
-    assert "| `segnet_vgg16` |" in page
+    assert "| `unet11.isbi2012` | ISBI 2012" in page and "dice 0.7183" in page
     assert script.updated_page(page, table) != page

@@ -28,7 +28,7 @@ from PIL import Image
 
 from kerasseg import encoders, zoo
 from kerasseg.cli import main
-from kerasseg.zoo import metafiles, recipe_training, verify
+from kerasseg.zoo import metafiles, recipe_training, registry, verify
 from kerasseg.zoo import weights as zw
 from tests.encoders.reference import (
     normalise,
@@ -115,17 +115,8 @@ def _encoder_weights_entry(server, name: str, path: str, body: bytes) -> dict:
     }
 
 
-def _model_entry(name: str, encoder: str, **extra) -> dict:
-    return {
-        "name": name,
-        "builder": f"{__name__}.{name}",
-        "task": "segmentation",
-        "encoder": encoder,
-        "defaults": {"num_classes": 1, "input_shape": [None, None, 3]},
-        "input": {"divisible_by": 32},
-        "default_weights": "imagenet",
-        **extra,
-    }
+def _model_entry(name: str, **extra) -> dict:
+    return {"name": name, "default_weights": "imagenet", **extra}
 
 
 @pytest.fixture()
@@ -143,12 +134,14 @@ def served(checkpoint, vgg11_checkpoint, tmp_path, monkeypatch):
                     ),
                 ],
                 "models": [
-                    _model_entry(VGG_MODEL, "vgg11", encoder_weights={"imagenet": "vgg11.random"}),
+                    _model_entry(VGG_MODEL, encoder_weights={"imagenet": "vgg11.random"}),
                 ],
             },
         )
         monkeypatch.setenv("KERASSEG_ZOO_INDEX", str(metafile))
-        with temporary_model(VGG_MODEL, _test_encoder_head_vgg11):
+        with temporary_model(
+            VGG_MODEL, _test_encoder_head_vgg11, family="testzoo", encoder="vgg11"
+        ):
             assert verify.check_against_registry() == []
             _point_imagenet_at(MODEL, "resnet34.random", monkeypatch)
             yield server
@@ -158,7 +151,7 @@ def _point_imagenet_at(model: str, weights: str, monkeypatch) -> None:
     """Makes ``weights="imagenet"`` of `model` load the encoder weights `weights` (instead of
     the packaged torchvision checkpoint, which tests must not download)."""
     index = metafiles.load_index()
-    assert index.models[model].encoder_weights == {"imagenet": "resnet34.imagenet"}
+    assert registry.model_card(model).encoder_weights == {"imagenet": "resnet34.imagenet"}
     card = dataclasses.replace(index.models[model], encoder_weights={"imagenet": weights})
     patched = dataclasses.replace(index, models={**index.models, model: card})
     monkeypatch.setattr(metafiles, "load_index", lambda: patched)

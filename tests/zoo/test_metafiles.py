@@ -20,32 +20,54 @@ ZOO = REPO_ROOT / "zoo"
 def test_packaged_index_is_the_source_tree_and_agrees_with_the_code():
     assert metafiles.packaged_root() == ZOO
     index = metafiles.load_index()
-    assert {"unet"} <= set(index.models)
+    assert {"unet11", "fpn_resnet34"} <= set(index.models)
     assert verify.check_against_registry(index) == []
 
 
-def test_every_registered_model_has_a_metafile_entry():
+def test_metafiles_hold_only_what_code_cannot_know():
+    """Every entry carries weights; every registered family has its metafile; the model's
+    builder, task, encoder, defaults and input multiple appear only in the code."""
+    index = metafiles.load_index()
+    assert all(card.weights or card.encoder_weights for card in index.models.values())
+    registered = [registry.registered(n) for n in registry.list_registered()]
+    families = {e.family for e in registered if not e.name.startswith("_test")}
+    assert families - set(index.families) == set()
+    for path in sorted((ZOO / "metafiles").glob("*.yml")):
+        for entry in yaml.safe_load(path.read_text()).get("models") or []:
+            assert set(entry) <= {"name", "encoder_weights", "default_weights", "weights"}, path
+
+
+def test_generated_parameter_counts_match_the_built_models():
+    """zoo/params.yml lists every registered model, with what `count_params` gives now."""
     index = metafiles.load_index()
     registered = [n for n in registry.list_registered() if not n.startswith("_test")]
-    missing = [n for n in registered if n not in index.models]
-    assert missing == [], (
-        f"registered models without a metafile entry: {missing}; draft them with "
-        f"`python -m kerasseg.zoo.verify PATTERN`"
+    assert sorted(index.params) == registered, (
+        f"zoo/params.yml is stale: run `{verify.PARAMS_COMMAND}`"
     )
-
-
-def test_recorded_parameter_counts_match_the_built_models():
-    index = metafiles.load_index()
-    cards = [card for card in index.models.values() if card.params is not None]
-    assert cards
     # StatelessScope: build the graphs without initialising ~2.5 billion weights.
     with keras.StatelessScope():
-        for card in cards:
-            entry = registry.registered(card.name)
+        for name in registered:
+            entry = registry.registered(name)
             model = entry.builder(
-                num_classes=card.default_num_classes, input_shape=card.default_input_shape
+                num_classes=entry.default_num_classes, input_shape=entry.default_input_shape
             )
-            assert model.count_params() == card.params, card.name
+            assert model.count_params() == index.params[name], (
+                f"{name}: zoo/params.yml says {index.params[name]}, the model has "
+                f"{model.count_params()}: run `{verify.PARAMS_COMMAND}`"
+            )
+
+
+def test_params_file_is_what_the_command_writes(tmp_path):
+    index = metafiles.load_index()
+    assert (ZOO / metafiles.PARAMS_FILE).read_text() == verify.params_yaml(dict(index.params))
+
+    def _test_counted(*, num_classes=2, input_shape=(None, None, 3)):
+        inputs = keras.Input(input_shape)
+        return keras.Model(inputs, keras.layers.Conv2D(num_classes, 1)(inputs))
+
+    with temporary_model("_test_counted", _test_counted):
+        written = verify.write_params(tmp_path / "params.yml", pattern="_test_*")
+    assert written.read_text().splitlines()[2:] == ["_test_counted: 8"]  # 3 * 2 + 2
 
 
 def test_every_weights_entry_has_a_licence_and_a_well_formed_hash():
@@ -147,10 +169,7 @@ def test_schema_errors_are_all_listed(tmp_path):
             "models": [
                 {
                     "name": "m1",
-                    "builder": "tests.m1",
-                    "task": "segmentation",
                     "colour": "red",
-                    "defaults": {"num_classes": 1, "input_shape": [None, None, 3]},
                     "default_weights": "pascal",
                     "weights": {"Bad Tag": {}, "voc": {"recipe": "recipes/none.yml"}},
                 },
@@ -161,7 +180,9 @@ def test_schema_errors_are_all_listed(tmp_path):
         "missing required keys ['licence']",
         "`sha256_prefix` must be a quoted string of hex digits, got 19584684 (int; quote it",
         "`url` must be an http(s) URL, got 'ftp://x.invalid/r.pth'",
-        "unknown keys ['colour']",
+        "unknown keys ['colour'] (allowed: ['default_weights', 'encoder_weights', 'name', "
+        "'weights'])",
+        "default_weights 'pascal' is none of its weights (['imagenet'])",  # voc is invalid
         "tag 'Bad Tag' must match",
         "weights.voc: missing required keys ['licence']",
     ):
@@ -175,11 +196,7 @@ def test_cross_file_errors(tmp_path):
             "models": [
                 {
                     "name": "m2",
-                    "builder": "x.m2",
-                    "task": "segmentation",
-                    "encoder": "resnet18",
                     "encoder_weights": {"imagenet": "resnet34.imagenet", "ssl": "resnet18.ssl"},
-                    "defaults": {"num_classes": 1, "input_shape": [None, None, 3]},
                     "default_weights": "isbi",
                 },
             ],
@@ -188,10 +205,6 @@ def test_cross_file_errors(tmp_path):
         with_packaged=True,
     )
     assert "encoder_weights.ssl names 'resnet18.ssl', which no metafile defines" in message
-    assert (
-        "encoder_weights.imagenet ('resnet34.imagenet') is for encoder 'resnet34', not "
-        "'resnet18'" in message
-    )
     assert "default_weights 'isbi' is none of its weights" in message
     # Against the packaged index: the name 'unet' is taken.
     extra = write_metafile(
@@ -199,22 +212,21 @@ def test_cross_file_errors(tmp_path):
         "dup",
         {
             "models": [
-                {
-                    "name": "unet",
-                    "builder": "x.unet",
-                    "task": "segmentation",
-                    "defaults": {"num_classes": 1, "input_shape": [None, None, 3]},
-                    "default_weights": None,
-                }
+                {"name": "unet11", "default_weights": None}
             ]
         },
     )
-    with pytest.raises(MetafileError, match="model 'unet' is already defined in"):
+    with pytest.raises(MetafileError, match="ModelCard 'unet11' is already defined in"):
         metafiles.read_index([ZOO, extra])
     wrong_family = write_metafile(tmp_path / "fam", "fam", {})
     wrong_family.write_text("family: notfam\n")
     with pytest.raises(MetafileError, match="`family` must be the file's stem 'fam'"):
         metafiles.read_index([wrong_family])
+    old_schema = tmp_path / "old" / "model-index.yml"
+    old_schema.parent.mkdir()
+    old_schema.write_text("schema: 1\nmetafiles: []\n")
+    with pytest.raises(MetafileError, match="`schema` must be 2, got 1 \\(schema 1 metafiles"):
+        metafiles.read_index([old_schema])
 
 
 def test_registry_cross_check_names_disagreements(tmp_path, monkeypatch):
@@ -228,47 +240,27 @@ def test_registry_cross_check_names_disagreements(tmp_path, monkeypatch):
             "models": [
                 {
                     "name": "_test_cross",
-                    "builder": "tests.zoo.elsewhere._tiny",
-                    "task": "detection",
-                    "defaults": {"num_classes": 2, "input_shape": [None, None, 3]},
+                    "encoder_weights": {"imagenet": "resnet34.imagenet"},
                     "default_weights": None,
                 },
-                {
-                    "name": "_test_unregistered",
-                    "builder": "tests.zoo.x.y",
-                    "task": "segmentation",
-                    "defaults": {"num_classes": 1, "input_shape": [None, None, 3]},
-                    "default_weights": None,
-                },
+                {"name": "_test_no_imagenet", "default_weights": "imagenet"},
+                {"name": "_test_unregistered", "default_weights": None},
             ]
         },
     )
     monkeypatch.setenv("KERASSEG_ZOO_INDEX", str(extra))
-    with temporary_model("_test_cross", _tiny):
-        problems = "\n".join(verify.check_against_registry())
-    assert (
-        "`builder` is 'tests.zoo.elsewhere._tiny' but the registered builder is "
-        "'tests.zoo.test_metafiles.test_registry_cross_check_names_disagreements.<locals>._tiny'"
-        in problems
-    )
-    assert "task 'detection' != registered 'segmentation'" in problems
-    assert "defaults (num_classes=2" in problems
-    assert "'_test_unregistered': no model of that name is registered" in problems
-
-
-def test_draft_entries_for_unlisted_models():
-    def _test_draft_resnet18(*, num_classes=1, input_shape=(None, None, 3)):
-        """A draft test model."""
-        import keras
-
-        inputs = keras.Input(input_shape)
-        return keras.Model(inputs, keras.layers.Conv2D(num_classes, 1)(inputs))
-
-    with temporary_model("_test_draft_resnet18", _test_draft_resnet18):
-        text = verify.draft_entries("_test_draft_*")
-    (entry,) = yaml.safe_load(text)["models"]
-    assert entry["encoder"] == "resnet18" and entry["default_weights"] == "imagenet"
-    assert entry["params"] == 3 * 1 + 1
-    assert entry["builder"].endswith(
-        "test_draft_entries_for_unlisted_models.<locals>._test_draft_resnet18"
-    )
+    with (
+        temporary_model("_test_cross", _tiny, family="x", encoder="resnet18"),
+        temporary_model("_test_no_imagenet", _tiny, family="elsewhere"),
+    ):
+        problems = verify.check_against_registry()
+    where = f"{extra}: model"
+    assert problems == [
+        f"{where} '_test_cross': encoder_weights.imagenet ('resnet34.imagenet') is for "
+        f"encoder 'resnet34', but the model's encoder is 'resnet18'",
+        f"{where} '_test_no_imagenet': the model is registered in family 'elsewhere', so its "
+        f"entry belongs in metafiles/elsewhere.yml",
+        f"{where} '_test_no_imagenet': default_weights 'imagenet', but no metafile lists "
+        f"ImageNet weights for its encoder None",
+        f"{where} '_test_unregistered': no model of that name is registered",
+    ]

@@ -120,9 +120,6 @@ def test_listed_but_untrained_tag_says_how_to_train_it(tmp_path, monkeypatch):
             "models": [
                 {
                     "name": "_test_tiny_unet",
-                    "builder": f"{__name__}._test_tiny_unet",
-                    "task": "segmentation",
-                    "defaults": {"num_classes": 1, "input_shape": [None, None, 3]},
                     "default_weights": None,
                     "weights": {
                         "demo": {
@@ -220,9 +217,6 @@ def test_hosted_task_weights_are_downloaded_verified_and_loaded(tmp_path, monkey
                 "models": [
                     {
                         "name": "_test_tiny_unet",
-                        "builder": f"{__name__}._test_tiny_unet",
-                        "task": "segmentation",
-                        "defaults": {"num_classes": 1, "input_shape": [None, None, 3]},
                         "default_weights": "hosted",
                         "weights": {
                             "hosted": {
