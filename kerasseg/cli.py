@@ -49,17 +49,16 @@ def _parse_mask_values(text: str | None) -> dict[int, int] | None:
     return mapping
 
 
-def _parse_indices(text: str | None, count: int) -> list[int] | None:
-    """``"24-29"`` or ``"0,3,5-7"`` -> list of ints (inclusive ranges)."""
+def _parse_indices(text: str | None, count: int, option: str) -> list[int] | None:
+    """``"24-29"`` or ``"0,3,5-7"`` -> list of ints (inclusive ranges), all below `count`."""
     if not text:
         return None
-    indices: list[int] = []
-    for part in text.split(","):
-        if "-" in part:
-            start, end = part.split("-")
-            indices.extend(range(int(start), int(end) + 1))
-        else:
-            indices.append(int(part))
+    from kerasseg.zoo.recipes import parse_indices
+
+    try:
+        indices = list(parse_indices(text, option))
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     bad = [i for i in indices if not 0 <= i < count]
     if bad:
         raise SystemExit(f"error: indices {bad} are outside 0..{count - 1}.")
@@ -220,7 +219,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from kerasseg.zoo.recipe_training import build_training_model
 
     folder = _open_folder(args)
-    val = _parse_indices(args.val_indices, len(folder))
+    val = _parse_indices(args.val_indices, len(folder), "--val-indices")
     if val is None:
         count = max(1, round(len(folder) * args.val_fraction))
         val = list(range(len(folder) - count, len(folder)))
@@ -250,7 +249,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     folder = _open_folder(args)
     model = keras.models.load_model(args.model)
-    images, masks = folder.load(_parse_indices(args.indices, len(folder)))
+    images, masks = folder.load(_parse_indices(args.indices, len(folder), "--indices"))
     scores, _ = evaluate_arrays(model, images, masks, args.num_classes)
     print(json.dumps({"images": len(images), **scores}, indent=2))
     if args.json:

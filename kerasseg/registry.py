@@ -88,9 +88,13 @@ def register_model(
     if task not in TASKS:
         raise ValueError(f"`task` must be one of {TASKS}, got {task!r}.")
     if input_multiple is not None and (
-        isinstance(input_multiple, bool) or not isinstance(input_multiple, int) or input_multiple < 1
+        isinstance(input_multiple, bool)
+        or not isinstance(input_multiple, int)
+        or input_multiple < 1
     ):
-        raise ValueError(f"`input_multiple` must be a positive integer or None, got {input_multiple!r}.")
+        raise ValueError(
+            f"`input_multiple` must be a positive integer or None, got {input_multiple!r}."
+        )
 
     def decorator(builder: Builder) -> Builder:
         model_name = name or builder.__name__

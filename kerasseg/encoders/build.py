@@ -17,6 +17,7 @@ from kerasseg.encoders.normalization import input_normalization
 from kerasseg.encoders.resnet import resnet_features
 from kerasseg.encoders.specs import spec as get_spec
 from kerasseg.encoders.vgg import vgg_features
+from kerasseg.utils.checks import check_positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +31,8 @@ TORCH_SUFFIXES = (".pth", ".pt", ".npz")
 def _resolve_input_shape(
     input_shape: tuple[int | None, int | None, int] | None, in_channels: int | None
 ) -> tuple[int | None, int | None, int]:
-    if in_channels is not None and (not isinstance(in_channels, int) or in_channels < 1):
-        raise ValueError(f"`in_channels` must be a positive integer, got {in_channels!r}.")
+    if in_channels is not None:
+        check_positive_int(in_channels, "in_channels")
     if input_shape is None:
         return (None, None, 3 if in_channels is None else in_channels)
     shape = tuple(input_shape)

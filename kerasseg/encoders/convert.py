@@ -47,6 +47,7 @@ import numpy as np
 from kerasseg.encoders.resnet import RESNET_LAYERS, has_downsample
 from kerasseg.encoders.specs import list_encoders, spec
 from kerasseg.encoders.vgg import vgg_config
+from kerasseg.utils.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -415,11 +416,6 @@ def save_weights(model: keras.Model, path: str | os.PathLike) -> pathlib.Path:
     if not path.name.endswith(suffix):
         raise ValueError(f"`path` must end with {suffix!r} (Keras' rule), got {str(path)!r}.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name[: -len(suffix)] + f".partial-{os.getpid()}{suffix}")
-    try:
+    with atomic_path(path, suffix=suffix) as partial:
         model.save_weights(partial)
-        os.replace(partial, path)
-    finally:
-        if partial.exists():
-            partial.unlink()
     return path

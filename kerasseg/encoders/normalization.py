@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 from keras import layers
 
+from kerasseg.utils.checks import check_positive_int
+
 
 def channel_statistics(
     in_channels: int, mean: Sequence[float], std: Sequence[float]
@@ -32,8 +34,7 @@ def channel_statistics(
     Returns:
         ``(means, stds)`` with `in_channels` entries each.
     """
-    if not isinstance(in_channels, int) or in_channels < 1:
-        raise ValueError(f"`in_channels` must be a positive integer, got {in_channels!r}.")
+    check_positive_int(in_channels, "in_channels")
     if in_channels == 1:
         return (float(np.mean(mean)),), (float(np.mean(std)),)
     n = len(mean)

@@ -11,6 +11,8 @@ from typing import Any
 
 from keras import layers
 
+from kerasseg.layers.upsampling import interpolating_upsampling
+
 UPSAMPLING_MODES = ("transpose", "bilinear", "nearest")
 
 
@@ -76,7 +78,7 @@ def upsample(x: Any, filters: int, *, mode: str = "transpose", name: str) -> Any
             filters, 2, strides=2, kernel_initializer="he_normal", name=name
         )(x)
     if mode in ("bilinear", "nearest"):
-        return layers.UpSampling2D(2, interpolation=mode, name=name)(x)
+        return interpolating_upsampling(2, mode, name=name)(x)
     raise ValueError(f"`upsampling` must be one of {UPSAMPLING_MODES}, got {mode!r}.")
 
 

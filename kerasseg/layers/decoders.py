@@ -25,7 +25,7 @@ from typing import Any
 from keras import layers
 
 from kerasseg.layers.blocks import conv_norm_act, double_conv
-from kerasseg.layers.upsampling import BilinearUpsampling2D
+from kerasseg.layers.upsampling import BilinearUpsampling2D, interpolating_upsampling
 
 UNET_INTERPOLATIONS = ("nearest", "bilinear")
 MERGE_POLICIES = ("add", "concat")
@@ -58,7 +58,7 @@ def unet_decoder_block(
         raise ValueError(
             f"`interpolation` must be one of {UNET_INTERPOLATIONS}, got {interpolation!r}."
         )
-    x = layers.UpSampling2D(2, interpolation=interpolation, name=f"{name}_upsample")(x)
+    x = interpolating_upsampling(2, interpolation, name=f"{name}_upsample")(x)
     if skip is not None:
         x = layers.Concatenate(name=f"{name}_concat")([x, skip])
     return double_conv(x, filters, batch_norm=batch_norm, name=name)
@@ -229,7 +229,7 @@ def fpn_top_down(
     p = layers.Conv2D(pyramid_channels, 1, name=f"{name}_lateral{last}")(features[last])
     levels = [p]
     for i in reversed(range(last)):
-        up = layers.UpSampling2D(2, interpolation=interpolation, name=f"{name}_upsample{i}")(p)
+        up = interpolating_upsampling(2, interpolation, name=f"{name}_upsample{i}")(p)
         lateral = layers.Conv2D(pyramid_channels, 1, name=f"{name}_lateral{i}")(features[i])
         p = layers.Add(name=f"{name}_add{i}")([up, lateral])
         levels.append(p)
@@ -299,9 +299,7 @@ def multiscale_fusion(
     for i, (x, scale) in enumerate(zip(levels, scales)):
         x = conv_norm_act(x, filters, batch_norm=batch_norm, name=f"{name}_level{i}")
         if scale > 1:
-            x = layers.UpSampling2D(
-                scale, interpolation="bilinear", name=f"{name}_level{i}_upsample"
-            )(x)
+            x = interpolating_upsampling(scale, "bilinear", name=f"{name}_level{i}_upsample")(x)
         outputs.append(x)
     if len(outputs) == 1:
         return outputs[0]

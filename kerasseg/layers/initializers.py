@@ -7,6 +7,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from kerasseg.utils.checks import check_positive_int
+
 
 def bilinear_kernel(size: int) -> np.ndarray:
     """The 1-D factors of the classic bilinear upsampling filter of length `size`.
@@ -23,8 +25,7 @@ def bilinear_kernel(size: int) -> np.ndarray:
     Returns:
         (size,) float64 weights.
     """
-    if not isinstance(size, int) or size < 1:
-        raise ValueError(f"`size` must be a positive integer, got {size!r}.")
+    check_positive_int(size, "size")
     factor = (size + 1) // 2
     center = factor - 1 if size % 2 == 1 else factor - 0.5
     return 1.0 - np.abs(np.arange(size) - center) / factor

@@ -121,11 +121,29 @@ def _check_index_range(shape: Sequence[Any]) -> None:
         )
 
 
+def _opaque_copy(x: Any) -> Any:
+    """`x` through a Snapshot op, whose gradient passes through unchanged.
+
+    Grappler's arithmetic optimizer rewrites MaxPool(ReLU(x)) as ReLU(MaxPool(x)); it takes
+    ``MaxPoolWithArgmax`` for a MaxPool and reconnects the consumers of the argmax output to
+    the ReLU's float output, so the rewrite fails ("Input 0 of node .../Cast was passed
+    float ... expected int64") and TensorFlow runs the graph without its optimisations. A
+    Snapshot between them (a copy Grappler keeps, unlike an Identity) prevents the match.
+    """
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def copy(value):
+        return tf.raw_ops.Snapshot(input=value), lambda upstream: upstream
+
+    return copy(x)
+
+
 def _max_pool_with_argmax_tf(x: Any, pool: tuple, strides: tuple, padding: str) -> tuple:
     import tensorflow as tf
 
     pooled, argmax = tf.nn.max_pool_with_argmax(
-        x,
+        _opaque_copy(x),
         ksize=(1, *pool, 1),
         strides=(1, *strides, 1),
         padding=padding.upper(),

@@ -7,6 +7,12 @@ input and output onto each other: output index ``i`` samples the input at
 ``i * (n - 1) / (m - 1)`` for an input of size ``n`` and an output of size ``m``. The two
 differ by up to a pixel near the borders, so reproducing those models (and running their
 converted weights) needs this layer.
+
+`interpolating_upsampling` is what every decoder upsamples with: Keras' ``UpSampling2D`` for
+nearest neighbours, this layer (half-pixel centres) for bilinear. Keras' own bilinear path
+calls ``ops.image.resize`` with the tensor-valued target size of a dynamic input, which
+fails in a traced graph ("Using a symbolic `tf.Tensor` as a Python `bool`") once a model
+runs at a second input size or is reloaded after training.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from typing import Any
 
 import keras
 from keras import ops
+
+from kerasseg.utils.checks import check_positive_int
 
 
 def _source_coordinates(n: Any, scale: int, align_corners: bool) -> Any:
@@ -62,8 +70,7 @@ class BilinearUpsampling2D(keras.layers.Layer):
 
     def __init__(self, size: int = 2, align_corners: bool = True, **kwargs: Any):
         super().__init__(**kwargs)
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise ValueError(f"`size` must be a positive integer, got {size!r}.")
+        check_positive_int(size, "size")
         self.size = size
         self.align_corners = bool(align_corners)
 
@@ -87,4 +94,28 @@ class BilinearUpsampling2D(keras.layers.Layer):
         return {**super().get_config(), "size": self.size, "align_corners": self.align_corners}
 
 
-__all__ = ["BilinearUpsampling2D"]
+#: The interpolations `interpolating_upsampling` takes.
+INTERPOLATIONS = ("nearest", "bilinear")
+
+
+def interpolating_upsampling(factor: int, interpolation: str, name: str) -> keras.layers.Layer:
+    """A layer upsampling (B, H, W, C) by an integer `factor` by interpolation.
+
+    Args:
+        factor: Upsampling factor (>= 1).
+        interpolation: ``"nearest"`` (repeat) or ``"bilinear"`` (half-pixel centres, equal
+            to Keras' ``UpSampling2D(interpolation="bilinear")`` and PyTorch's
+            ``align_corners=False``, but valid on inputs of any size in a traced graph).
+        name: Layer name.
+
+    Returns:
+        The layer; its output is (B, factor * H, factor * W, C).
+    """
+    if interpolation == "nearest":
+        return keras.layers.UpSampling2D(factor, interpolation="nearest", name=name)
+    if interpolation == "bilinear":
+        return BilinearUpsampling2D(factor, align_corners=False, name=name)
+    raise ValueError(f"`interpolation` must be one of {INTERPOLATIONS}, got {interpolation!r}.")
+
+
+__all__ = ["INTERPOLATIONS", "BilinearUpsampling2D", "interpolating_upsampling"]

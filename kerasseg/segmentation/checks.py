@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
+
+from kerasseg.utils.checks import (  # noqa: F401  (re-exported for the builders)
+    check_choice,
+    check_int,
+    check_positive_int,
+    check_rate,
+)
 
 
 def check_model_input_shape(input_shape: Any) -> tuple[int | None, int | None, int]:
@@ -23,21 +29,3 @@ def check_model_input_shape(input_shape: Any) -> tuple[int | None, int | None, i
             f"`input_shape` needs a known, positive channel count, got {input_shape!r}."
         )
     return shape
-
-
-def check_positive_int(value: Any, argument: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"`{argument}` must be a positive integer, got {value!r}.")
-    return value
-
-
-def check_rate(value: Any, argument: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"`{argument}` must be a number in [0, 1), got {value!r}.")
-    return float(value)
-
-
-def check_choice(value: Any, choices: Sequence[Any], argument: str) -> Any:
-    if value not in choices:
-        raise ValueError(f"`{argument}` must be one of {tuple(choices)}, got {value!r}.")
-    return value

@@ -78,7 +78,7 @@ from kerasseg import encoders
 from kerasseg.layers.checks import DivisibleSizeCheck, check_input_shape
 from kerasseg.layers.initializers import BilinearKernel
 from kerasseg.segmentation._encoder import register_encoder_variants
-from kerasseg.segmentation.checks import check_model_input_shape
+from kerasseg.segmentation.checks import check_int, check_model_input_shape
 from kerasseg.segmentation.heads import check_num_classes, resolve_activation
 
 #: FCN variants: name -> encoder strides whose scores are fused (coarsest first).
@@ -94,12 +94,6 @@ HEAD_DEFAULTS: dict[str, dict[str, Any]] = {
 OUTPUT_STRIDE = 32
 
 _DEFAULT_INPUT_SHAPE = (None, None, 3)
-
-
-def _non_negative_int(value: Any, argument: str, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"`{argument}` must be an integer >= {minimum}, got {value!r}.")
-    return value
 
 
 def transposed_upsampling(
@@ -221,8 +215,8 @@ def fcn(
     fc_kernel_size = defaults["fc_kernel_size"] if fc_kernel_size is None else fc_kernel_size
     fc_batch_norm = defaults["fc_batch_norm"] if fc_batch_norm is None else fc_batch_norm
     dropout = defaults["dropout"] if dropout is None else dropout
-    _non_negative_int(fc_channels, "fc_channels", 0)
-    _non_negative_int(fc_kernel_size, "fc_kernel_size", 1)
+    check_int(fc_channels, "fc_channels", minimum=0)
+    check_int(fc_kernel_size, "fc_kernel_size", minimum=1)
     if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}.")
     output_activation = resolve_activation(activation, num_classes)

@@ -7,6 +7,7 @@ from typing import Any
 from keras import layers
 
 from kerasseg.layers.upsampling import BilinearUpsampling2D
+from kerasseg.utils.checks import check_positive_int
 
 OUTPUT_ACTIVATIONS = ("auto", "sigmoid", "softmax", None)
 
@@ -24,9 +25,7 @@ def resolve_activation(activation: str | None, num_classes: int) -> str | None:
 
 
 def check_num_classes(num_classes: int) -> int:
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ValueError(f"`num_classes` must be a positive integer, got {num_classes!r}.")
-    return num_classes
+    return check_positive_int(num_classes, "num_classes")
 
 
 def segmentation_head(

@@ -41,7 +41,6 @@ with odd sizes, but a row dropped by a pooling would never receive a value.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import keras
 from keras import layers

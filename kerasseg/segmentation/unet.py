@@ -17,7 +17,7 @@ from keras import layers
 from kerasseg.layers.blocks import UPSAMPLING_MODES, double_conv, upsample
 from kerasseg.layers.checks import DivisibleSizeCheck, check_input_shape
 from kerasseg.registry import register_model
-from kerasseg.segmentation.checks import check_model_input_shape
+from kerasseg.segmentation.checks import check_model_input_shape, check_positive_int
 from kerasseg.segmentation.heads import check_num_classes, resolve_activation, segmentation_head
 
 
@@ -61,10 +61,8 @@ def unet(
     """
     check_num_classes(num_classes)
     input_shape = check_model_input_shape(input_shape)
-    if not isinstance(depth, int) or depth < 1:
-        raise ValueError(f"`depth` must be a positive integer, got {depth!r}.")
-    if not isinstance(filters, int) or filters < 1:
-        raise ValueError(f"`filters` must be a positive integer, got {filters!r}.")
+    check_positive_int(depth, "depth")
+    check_positive_int(filters, "filters")
     if upsampling not in UPSAMPLING_MODES:
         raise ValueError(f"`upsampling` must be one of {UPSAMPLING_MODES}, got {upsampling!r}.")
     if not 0.0 <= dropout < 1.0:

@@ -365,19 +365,27 @@ def _read_yaml(path: Path, problems: list[str]) -> Any:
         return None
 
 
-def _check_keys(
-    data: Any, required: set[str], optional: set[str], where: str, problems: list[str]
-) -> bool:
+def key_problems(data: Any, required: set[str], optional: set[str], where: str) -> list[str]:
+    """What is wrong with the keys of a YAML mapping (empty: nothing), each naming `where`."""
     if not isinstance(data, dict):
-        problems.append(f"{where}: must be a mapping, got {type(data).__name__}")
-        return False
+        return [f"{where}: must be a mapping, got {type(data).__name__}"]
+    problems = []
     missing = sorted(required - set(data))
     unknown = sorted(set(data) - required - optional)
     if missing:
         problems.append(f"{where}: missing required keys {missing}")
     if unknown:
         problems.append(f"{where}: unknown keys {unknown} (allowed: {sorted(required | optional)})")
-    return not missing
+    return problems
+
+
+def _check_keys(
+    data: Any, required: set[str], optional: set[str], where: str, problems: list[str]
+) -> bool:
+    """Adds the key problems of `data` to `problems`; True when no required key is missing."""
+    found = key_problems(data, required, optional, where)
+    problems += found
+    return isinstance(data, dict) and not (required - set(data))
 
 
 def _text(data: dict, key: str, where: str, problems: list[str], required: bool = False) -> str:
@@ -561,7 +569,9 @@ def _model(data: Any, where: str, family: str, path: Path, root: Path, problems:
         encoder_weights = {}
     default_weights = data.get("default_weights", AUTO)
     if default_weights is not None and not isinstance(default_weights, str):
-        problems.append(f"{where}: `default_weights` must be a name or null, got {default_weights!r}")
+        problems.append(
+            f"{where}: `default_weights` must be a name or null, got {default_weights!r}"
+        )
         default_weights = None
     weights = {}
     raw_weights = data.get("weights") or {}

@@ -46,6 +46,7 @@ from typing import Any
 import yaml
 
 from kerasseg.zoo import metafiles
+from kerasseg.zoo.metafiles import key_problems
 
 logger = logging.getLogger(__name__)
 
@@ -149,15 +150,9 @@ def parse_indices(value: Any, where: str) -> tuple[int, ...]:
 
 
 def _check_keys(data: Any, required: set[str], optional: set[str], where: str) -> dict:
-    if not isinstance(data, dict):
-        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}.")
-    missing = sorted(required - set(data))
-    unknown = sorted(set(data) - required - optional)
-    if missing or unknown:
-        raise ValueError(
-            f"{where}: missing keys {missing}, unknown keys {unknown} (allowed: "
-            f"{sorted(required | optional)})."
-        )
+    problems = key_problems(data, required, optional, where)
+    if problems:
+        raise ValueError("; ".join(problems) + ".")
     return data
 
 

@@ -31,9 +31,10 @@ import os
 import re
 import shutil
 import urllib.parse
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
+
+from kerasseg.utils.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -277,8 +278,7 @@ def fetch(
         )
     source = mirrored_url(file.url)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")
-    try:
+    with atomic_path(path) as partial:
         if source.startswith(("http://", "https://")):
             _http_download(source, partial, progress=progress)
         else:
@@ -290,10 +290,6 @@ def fetch(
                 f"{file.expected_hash} ({file.hash_check}); it was discarded. The server (or "
                 f"mirror) serves a different or damaged file."
             )
-        os.replace(partial, path)
-    finally:
-        if partial.exists():
-            partial.unlink()
     logger.info("Saved %s (sha256 %s) from %s", path, digest, source)
     return path
 

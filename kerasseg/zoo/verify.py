@@ -9,7 +9,6 @@ zoo's generated data, the parameter counts of ``zoo/params.yml`` (``kerasseg zoo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import keras
 
@@ -108,7 +107,9 @@ PARAMS_COMMAND = "kerasseg zoo params --write"
 def count_params(name: str) -> int:
     """Parameters of a registered model built with its defaults (random init)."""
     entry = registry.registered(name) or registry.resolve(name)[0]
-    model = entry.builder(num_classes=entry.default_num_classes, input_shape=entry.default_input_shape)
+    model = entry.builder(
+        num_classes=entry.default_num_classes, input_shape=entry.default_input_shape
+    )
     return int(model.count_params())
 
 

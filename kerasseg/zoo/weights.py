@@ -32,11 +32,11 @@ import datetime
 import importlib.util
 import json
 import logging
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
+from kerasseg.utils.checks import check_positive_int
+from kerasseg.utils.files import atomic_path
 from kerasseg.zoo import metafiles
 from kerasseg.zoo import remote as dl
 from kerasseg.zoo.metafiles import EncoderWeights
@@ -87,13 +87,8 @@ def versions() -> dict[str, str]:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")
-    try:
+    with atomic_path(path) as partial:
         partial.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-        os.replace(partial, path)
-    finally:
-        if partial.exists():
-            partial.unlink()
 
 
 def read_json(path: Path) -> dict | None:
@@ -190,8 +185,7 @@ def encoder_weights_path(
         in_channels=in_channels)`` loads.
     """
     weights = find_encoder_weights(name)
-    if not isinstance(in_channels, int) or in_channels < 1:
-        raise ValueError(f"`in_channels` must be a positive integer, got {in_channels!r}.")
+    check_positive_int(in_channels, "in_channels")
     path = converted_path(weights, in_channels)
     status, detail = check_converted(weights, path)
     if status == "ok":

@@ -125,6 +125,39 @@ def test_ops_path_gives_the_same_results_on_the_torch_backend(tmp_path):
     np.testing.assert_array_equal(restored, max_unpool(expected_pooled, expected_indices, (15, 17)))
 
 
+_GRAPPLER_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np, keras
+    from kerasseg.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
+
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    pooled, indices = MaxPoolingWithArgmax2D(2, implementation="tensorflow")(x)
+    outputs = MaxUnpooling2D()([pooled, indices, x])
+    keras.Model(inputs, outputs).predict(np.ones((1, 8, 8, 3), "float32"), verbose=0)
+    print("predicted")
+    """
+)
+
+
+def test_tensorflow_graph_optimisation_keeps_the_index_cast():
+    """Grappler once moved the int64->int32 cast of the argmax onto the float input of the
+    pooling (Conv-BN-ReLU before it triggered it), logging "Ignoring multi-device function
+    optimization failure" and running the graph unoptimised; TensorFlow's C++ log (level 0)
+    must show no such failure."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0", "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", _GRAPPLER_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0 and "predicted" in result.stdout, result.stderr[-3000:]
+    assert "optimization failure" not in result.stderr, result.stderr[-3000:]
+
+
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 def test_ties_go_to_the_first_maximum_in_row_major_order(implementation):
     x = np.zeros((1, 4, 4, 1), "float32")

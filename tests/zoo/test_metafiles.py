@@ -210,11 +210,7 @@ def test_cross_file_errors(tmp_path):
     extra = write_metafile(
         tmp_path / "dup",
         "dup",
-        {
-            "models": [
-                {"name": "unet11", "default_weights": None}
-            ]
-        },
+        {"models": [{"name": "unet11", "default_weights": None}]},
     )
     with pytest.raises(MetafileError, match="ModelCard 'unet11' is already defined in"):
         metafiles.read_index([ZOO, extra])
