@@ -17,9 +17,9 @@ from typing import Any
 
 import keras
 
+from kerasseg.detection.format import unpack_detections, unpack_ground_truth
 from kerasseg.metrics.detection import coco as coco_protocol
 from kerasseg.metrics.detection.evaluator import DetectionEvaluator
-from kerasseg.metrics.detection.keras_metric import _unpack_detections, _unpack_ground_truth
 from kerasseg.metrics.detection.result import DetectionResult
 
 logger = logging.getLogger(__name__)
@@ -146,9 +146,9 @@ class MeanAveragePrecisionCallback(keras.callbacks.Callback):
         evaluator = DetectionEvaluator(self.protocol, **self._evaluator_args)
         flag = _GT_FLAGS[self.protocol]
         for images, ground_truth in _batches(self.val_data, self.batch_size):
-            detections = _unpack_detections(self._predict(images), "the model's predictions")
+            detections = unpack_detections(self._predict(images), "the model's predictions")
             evaluator.update(
-                _unpack_ground_truth(ground_truth, flag, "the ground truth in `val_data`"),
+                unpack_ground_truth(ground_truth, flag, "the ground truth in `val_data`"),
                 detections,
             )
         if evaluator.num_images == 0:

@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 #: layers below it, never one above. Modules in one layer entry that are listed together
 #: (a tuple) are siblings and must not import each other.
 LAYERS: list[tuple[str, ...]] = [
-    ("kerasseg.registry", "kerasseg.utils"),
+    # The detection format and box-format names are leaves the metrics and data loaders
+    # share with the detectors (listed before the `kerasseg.detection` prefix they are in).
+    ("kerasseg.registry", "kerasseg.utils", "kerasseg.detection.format"),
     (
         "kerasseg.layers",
         "kerasseg.losses",

@@ -3,7 +3,7 @@
 The VOC and COCO loaders (`kerasseg.data.voc`, `kerasseg.data.coco`) parse annotation
 files eagerly in Python into `DetectionRecord`s, validating every box and recording every
 problem in a `LoadReport`; `DetectionAnnotations.to_dataset` then decodes the images in
-`tf.data` and yields the dense padded format of ARCHITECTURE.md:
+`tf.data` and yields the dense padded format of `kerasseg.detection.format`:
 
 ``(image, target)`` with ``image`` float32 ``(H, W, 3)`` in 0..255 and ``target`` =
 ``{"boxes": (max_boxes, 4) float32 xyxy pixels, "classes": (max_boxes,) int32 (-1 =

@@ -7,7 +7,7 @@ batch ``(B, H, W, C)``, float (0..255 for kerasseg models); ``target`` is a dict
 ``"iscrowd"``) that are passed through. Padding rows (class ``-1``) keep zero boxes.
 
 They run eagerly or inside `tf.data.Dataset.map`. `pad_target` pads a target to a fixed
-number of boxes (the dense format of ARCHITECTURE.md), and `to_keras_dict` /
+number of boxes (the dense format of `kerasseg.detection.format`), and `to_keras_dict` /
 `from_keras_dict` adapt between that format and the ``{"images", "bounding_boxes":
 {"boxes", "labels"}}`` dict of Keras' preprocessing layers (or keras-cv's, with
 ``labels_key="classes"``).
@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import tensorflow as tf
+
+from kerasseg.detection.format import CLASSES, PAD_CLASS
 
 __all__ = [
     "flip_horizontal",
@@ -253,7 +255,7 @@ def pad_target(target: Target, max_boxes: int) -> Target:
         extra = max_boxes - count
     for key, value in target.items():
         value = tf.convert_to_tensor(value)
-        fill = -1 if key == "classes" else 0
+        fill = PAD_CLASS if key == CLASSES else 0
         fill = tf.cast(fill, value.dtype) if value.dtype != tf.bool else False
         paddings = tf.concat([[[0, extra]], tf.zeros((value.shape.rank - 1, 2), tf.int32)], 0)
         padded = tf.pad(value, paddings, constant_values=fill)
@@ -289,7 +291,7 @@ def from_keras_dict(
             raise ValueError("`max_boxes` is required to densify ragged bounding boxes.")
         dense = {}
         for key, value in target.items():
-            fill = -1 if key == "classes" else 0
+            fill = PAD_CLASS if key == CLASSES else 0
             if isinstance(value, tf.RaggedTensor):
                 shape = [None, max_boxes] + value.shape[2:].as_list()
                 value = value.to_tensor(default_value=tf.cast(fill, value.dtype), shape=shape)

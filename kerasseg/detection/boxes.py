@@ -5,7 +5,7 @@ backend, inside a model or eagerly, and accepts any number of leading (batch) di
 a box tensor has shape ``(..., 4)``. The NumPy twin `kerasseg.detection.boxes_np` has the
 same functions for evaluation code that should not touch a deep-learning framework.
 
-Conventions (see ARCHITECTURE.md, "Detection conventions"):
+Conventions (the padded batches these boxes travel in: `kerasseg.detection.format`):
 
 - The canonical format is ``"xyxy"`` in absolute pixels: ``(x_min, y_min, x_max, y_max)``
   with ``x`` along the image width. A box is *valid* when ``x_max > x_min`` and

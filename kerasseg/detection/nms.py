@@ -26,7 +26,7 @@ every remaining box $b_i$ gets $s_i \\leftarrow s_i f(\\mathrm{IoU}(M, b_i))$ wi
 and the next box kept is the one with the highest *decayed* score. Boxes whose decayed
 score falls to ``score_threshold`` or below are discarded.
 
-**Output format** of `batched_nms`: the dense padded dict of ARCHITECTURE.md,
+**Output format** of `batched_nms`: the dense padded dict of `kerasseg.detection.format`,
 ``{"boxes": (B, M, 4) float32 xyxy, "classes": (B, M) int32 (-1 = padding),
 "scores": (B, M) float32 (0 at padding), "num_detections": (B,) int32}``, detections
 sorted by decreasing score. The valid entries are always the first ``num_detections``.
@@ -38,6 +38,8 @@ from typing import Any
 
 import keras
 from keras import ops
+
+from kerasseg.detection.format import BOXES, CLASSES, NUM_DETECTIONS, PAD_CLASS, SCORES
 
 __all__ = [
     "NonMaxSuppression",
@@ -423,10 +425,10 @@ def batched_nms(
     safe = ops.maximum(picks, 0)
     out_boxes = ops.take_along_axis(top_boxes, safe[..., None], axis=1)
     out = {
-        "boxes": ops.where(valid[..., None], out_boxes, 0.0),
-        "classes": ops.where(valid, ops.take_along_axis(top_classes, safe, axis=1), -1),
-        "scores": kept_scores,
-        "num_detections": num,
+        BOXES: ops.where(valid[..., None], out_boxes, 0.0),
+        CLASSES: ops.where(valid, ops.take_along_axis(top_classes, safe, axis=1), PAD_CLASS),
+        SCORES: kept_scores,
+        NUM_DETECTIONS: num,
     }
     if unbatched:
         out = {key: value[0] for key, value in out.items()}
@@ -498,10 +500,10 @@ class NonMaxSuppression(keras.layers.Layer):
             shape = (batch,)
         m = self.max_detections
         return {
-            "boxes": keras.KerasTensor(shape + (m, 4), dtype="float32"),
-            "classes": keras.KerasTensor(shape + (m,), dtype="int32"),
-            "scores": keras.KerasTensor(shape + (m,), dtype="float32"),
-            "num_detections": keras.KerasTensor(shape, dtype="int32"),
+            BOXES: keras.KerasTensor(shape + (m, 4), dtype="float32"),
+            CLASSES: keras.KerasTensor(shape + (m,), dtype="int32"),
+            SCORES: keras.KerasTensor(shape + (m,), dtype="float32"),
+            NUM_DETECTIONS: keras.KerasTensor(shape, dtype="int32"),
         }
 
     def get_config(self) -> dict[str, Any]:

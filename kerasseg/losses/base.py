@@ -188,6 +188,13 @@ class SegmentationLoss(LossArithmetic, keras.losses.Loss):
         self._check_num_classes(y_pred.shape[-1])
         return y_pred, target, valid
 
+    def _prepare_weighted(self, y_true: Any, y_pred: Any) -> tuple[Any, Any, Any, Any]:
+        """`_prepare` plus the (C,) class weights in the prediction's dtype: the inputs of
+        the pixel-wise losses (cross-entropy, focal)."""
+        y_pred, target, valid = self._prepare(y_true, y_pred)
+        dtype = keras.backend.standardize_dtype(y_pred.dtype)
+        return y_pred, target, valid, self._class_weight_vector(y_pred.shape[-1], dtype)
+
     def _check_num_classes(self, num_classes: int | None) -> None:
         if num_classes is None:
             if self.class_weights is not None:

@@ -49,10 +49,7 @@ class CrossEntropy(SegmentationLoss):
     """
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        y_pred, target, valid = self._prepare(y_true, y_pred)
-        num_classes = y_pred.shape[-1]
-        dtype = keras.backend.standardize_dtype(y_pred.dtype)
-        weights = self._class_weight_vector(num_classes, dtype)
+        y_pred, target, valid, weights = self._prepare_weighted(y_true, y_pred)
         if self.mode == "multiclass":
             log_p = softmax_log_probabilities(y_pred, from_logits=self.from_logits)
             losses = -ops.sum(target * log_p, axis=-1, keepdims=True)

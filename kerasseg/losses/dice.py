@@ -5,17 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-from keras import ops
 
-from kerasseg.losses._ops import EPSILON
-from kerasseg.losses.region import RegionLoss
+from kerasseg.losses.region import OverlapLoss
 
 __all__ = ["Dice"]
 
 
 # Registered as "kerasseg>DiceLoss": "kerasseg>Dice" is the streaming metric's name.
 @keras.saving.register_keras_serializable(package="kerasseg", name="DiceLoss")
-class Dice(RegionLoss):
+class Dice(OverlapLoss):
     r"""Soft Dice loss, `1 - Dice` (or `-ln Dice` with `log_loss=True`), averaged over classes.
 
     Per class, with soft counts TP, FP, FN of the image (`per_image=True`) or of the batch:
@@ -51,17 +49,5 @@ class Dice(RegionLoss):
         >>> model.compile(optimizer="adam", loss=loss)
     """
 
-    def __init__(self, mode: str = "binary", *, log_loss: bool = False, **kwargs: Any):
-        super().__init__(mode, **kwargs)
-        self.log_loss = bool(log_loss)
-
-    def class_losses(self, tp: Any, fp: Any, fn: Any) -> Any:
-        score = self._ratio(2.0 * tp, 2.0 * tp + fp + fn)
-        if self.log_loss:
-            return -ops.log(ops.maximum(score, EPSILON))
-        return 1.0 - score
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config["log_loss"] = self.log_loss
-        return config
+    def score(self, tp: Any, fp: Any, fn: Any) -> Any:
+        return self._ratio(2.0 * tp, 2.0 * tp + fp + fn)

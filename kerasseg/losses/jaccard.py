@@ -5,17 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-from keras import ops
 
-from kerasseg.losses._ops import EPSILON
-from kerasseg.losses.region import RegionLoss
+from kerasseg.losses.region import OverlapLoss
 
 __all__ = ["Jaccard"]
 
 
 # Registered as "kerasseg>JaccardLoss": "kerasseg>Jaccard" is the streaming metric's name.
 @keras.saving.register_keras_serializable(package="kerasseg", name="JaccardLoss")
-class Jaccard(RegionLoss):
+class Jaccard(OverlapLoss):
     r"""Soft Jaccard (IoU) loss, `1 - IoU` (or `-ln IoU`), averaged over classes.
 
     Per class, with soft counts of the image (`per_image=True`) or of the batch:
@@ -37,17 +35,5 @@ class Jaccard(RegionLoss):
     false positives there, see `Dice`), and has no per-image mode.
     """
 
-    def __init__(self, mode: str = "binary", *, log_loss: bool = False, **kwargs: Any):
-        super().__init__(mode, **kwargs)
-        self.log_loss = bool(log_loss)
-
-    def class_losses(self, tp: Any, fp: Any, fn: Any) -> Any:
-        score = self._ratio(tp, tp + fp + fn)
-        if self.log_loss:
-            return -ops.log(ops.maximum(score, EPSILON))
-        return 1.0 - score
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config["log_loss"] = self.log_loss
-        return config
+    def score(self, tp: Any, fp: Any, fn: Any) -> Any:
+        return self._ratio(tp, tp + fp + fn)

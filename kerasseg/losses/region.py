@@ -17,10 +17,11 @@ from typing import Any
 
 from keras import ops
 
+from kerasseg.losses._ops import EPSILON
 from kerasseg.losses.base import SegmentationLoss, check_classes
 from kerasseg.utils.dense import probabilities
 
-__all__ = ["RegionLoss"]
+__all__ = ["OverlapLoss", "RegionLoss"]
 
 
 class RegionLoss(SegmentationLoss):
@@ -118,4 +119,28 @@ class RegionLoss(SegmentationLoss):
     def get_config(self) -> dict:
         config = super().get_config()
         config.update({"smooth": self.smooth, "classes": self.classes})
+        return config
+
+
+class OverlapLoss(RegionLoss):
+    """A `RegionLoss` of an overlap score in [0, 1]: ``1 - score``, or ``-ln score`` with
+    ``log_loss=True`` (steeper for poorly predicted classes). Subclasses define `score`."""
+
+    def __init__(self, mode: str = "binary", *, log_loss: bool = False, **kwargs: Any):
+        super().__init__(mode, **kwargs)
+        self.log_loss = bool(log_loss)
+
+    def score(self, tp: Any, fp: Any, fn: Any) -> Any:
+        """(G, C) overlap scores in [0, 1] from the (G, C) soft counts."""
+        raise NotImplementedError(f"{type(self).__name__} must define score().")
+
+    def class_losses(self, tp: Any, fp: Any, fn: Any) -> Any:
+        score = self.score(tp, fp, fn)
+        if self.log_loss:
+            return -ops.log(ops.maximum(score, EPSILON))
+        return 1.0 - score
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config["log_loss"] = self.log_loss
         return config

@@ -9,6 +9,7 @@ import importlib
 import importlib.util
 from typing import Any
 
+from kerasseg.detection.format import pack_detections, pack_ground_truth  # no Keras needed
 from kerasseg.metrics import detection  # plain NumPy: imports without Keras
 
 # The Keras metrics, by the module that defines them. They are imported here (registering
@@ -20,8 +21,6 @@ _KERAS_METRICS = {
     "Dice": "kerasseg.metrics.segmentation",
     "Jaccard": "kerasseg.metrics.segmentation",
     "MeanAveragePrecision": "kerasseg.metrics.detection.keras_metric",
-    "pack_detections": "kerasseg.metrics.detection.keras_metric",
-    "pack_ground_truth": "kerasseg.metrics.detection.keras_metric",
 }
 
 
@@ -34,11 +33,7 @@ def __getattr__(name: str) -> Any:
 
 
 if importlib.util.find_spec("keras") is not None:
-    from kerasseg.metrics.detection.keras_metric import (
-        MeanAveragePrecision,
-        pack_detections,
-        pack_ground_truth,
-    )
+    from kerasseg.metrics.detection.keras_metric import MeanAveragePrecision
     from kerasseg.metrics.segmentation import ConfusionMetric, Cosine, Dice, Jaccard
 
 __all__ = [

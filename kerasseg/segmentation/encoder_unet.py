@@ -1,30 +1,15 @@
 """U-Net on a pretrained encoder: ``unet_<encoder>`` (``unet_resnet34``, ``unet_vgg11`` ...).
 
-The decoder of segmentation_models_pytorch's ``Unet`` (Yakubovskiy, 2019), the standard way
-to put a U-Net decoder on an ImageNet classifier. For ``unet_resnet34``:
+The decoder of segmentation_models_pytorch's ``Unet``: five blocks, each a 2x upsampling
+(nearest by default), the concatenation [upsampled, encoder skip] and two conv3x3-BN-ReLU;
+on VGG encoders a "center" block first (smp's rule, `uses_center_block`); a 3x3
+convolution to the classes at full resolution. With one class it has exactly smp's
+trainable parameters (tested for every encoder). The docs' "Segmentation architectures"
+page explains the design, with a diagram.
 
-```
-encoder feature   stride  ch        decoder step                                  stride  ch
-c5 (layer4)         32   512  ----> center (VGG encoders only): 2 x conv-BN-ReLU      32   512
-c4 (layer3)         16   256  ----> block0: up2, concat c4, 2 x conv3x3-BN-ReLU       16   256
-c3 (layer2)          8   128  ----> block1: up2, concat c3, 2 x conv3x3-BN-ReLU        8   128
-c2 (layer1)          4    64  ----> block2: up2, concat c2, 2 x conv3x3-BN-ReLU        4    64
-c1 (stem)            2    64  ----> block3: up2, concat c1, 2 x conv3x3-BN-ReLU        2    32
-c0 (VGG, optional)   1    64  - - > block4: up2, (concat c0), 2 x conv3x3-BN-ReLU     1    16
-                                    head: conv3x3 -> classes, sigmoid/softmax         1     C
-```
-
-"up2" is 2x nearest-neighbour upsampling, and the concatenation is [upsampled, skip]. The
-encoders' finest feature is at stride 2, so the last block reaches full resolution without
-a skip (smp never uses VGG's stride-1 feature c0; ``stride_1_skip=True`` does). On VGG
-encoders smp first applies a "center" block to the bottleneck; so do we (``center=None``
-follows that rule).
-
-With one class, ``unet_resnet34`` has exactly smp's ``Unet("resnet34")`` trainable
-parameters (24,436,369); Keras also lists the BN moving statistics, as non-trainable
-weights. Naming: ``unet_vgg11`` is this generic U-Net on VGG11; ``unet11`` / ``unet16``
-are TernausNet (`kerasseg.segmentation.ternausnet`), and plain ``unet`` is the original
-U-Net of Ronneberger et al. (`kerasseg.segmentation.unet`).
+Naming: ``unet_vgg11`` is this decoder on VGG11; ``unet11`` / ``unet16`` are TernausNet
+(`kerasseg.segmentation.ternausnet`), and plain ``unet`` is the original U-Net
+(`kerasseg.segmentation.unet`).
 """
 
 from __future__ import annotations

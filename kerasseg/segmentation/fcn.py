@@ -31,28 +31,15 @@ encoders the stride-8 and stride-16 skips are ``MaxPooling2D(2)`` of the stride-
 stride-8 features, which is exactly pool3 (256 channels for VGG16) and pool4 (512). For
 ResNet the stage outputs at strides 8 and 16 (``layer2``, ``layer3``) are used as they are.
 
-**Geometry.** The reference implementation pads the input by 100 pixels (so that fc6, a
-"valid" 7x7 convolution, fits on small images) and crops every upsampled map back into
-alignment. Here every convolution uses "same" padding and the transposed convolutions
-(kernel $2f$, stride $f$, "same") produce exactly $f$ times their input, so for an input of
-$H \\times W$ divisible by 32 every fused map lines up and the output is $H \\times W$ with
-no cropping. On the stride-32 map, fc6 with "same" padding sees zeros beyond the border
-where the paper's version sees the 100-pixel padding's features: at the same image size the
-two agree in the interior only.
+**Geometry.** Every convolution uses "same" padding and each transposed convolution
+(kernel $2f$, stride $f$) gives exactly $f$ times its input, so for sizes divisible by 32
+the fused maps line up with no cropping (the reference pads the input by 100 pixels and
+crops instead; the two agree in the interior). The transposed convolutions start as
+bilinear interpolation (`kerasseg.layers.BilinearKernel`); the final one stays fixed, as
+in the paper, unless ``learn_final_upsampling=True``.
 
-**Upsampling.** The transposed convolutions are initialised with
-`kerasseg.layers.BilinearKernel` (class c to class c with the bilinear filter, zero
-across classes), which equals bilinear interpolation with half-pixel centres except within
-$f / 2$ pixels of the border. The paper learns the 2x fusion upsamplings and keeps the final
-one fixed at bilinear interpolation ("fixed to bilinear interpolation", section 4.2);
-``learn_final_upsampling=True`` trains it too. Like the reference implementation, each
-transposed convolution has a full class-by-class kernel, $(2f)^2 C^2$ weights: 1.8M for the
-final 32x upsampling of FCN-32s with 21 classes, 92M with 150 classes (FCN-8s needs 1/16 of
-that); prefer FCN-8s, or few classes, with FCN-32s.
-
-**Head size.** VGG16's fc6 (7x7x512 -> 4096) and fc7 (4096 -> 4096) hold 119.5M of FCN-8s'
-134.5M parameters. ``fc_channels`` and ``fc_kernel_size`` shrink them (``fc_channels=0``
-scores the encoder features directly, like a ResNet classifier's single fc layer would):
+**Head defaults** per encoder family (``fc_channels=0`` scores the encoder features
+directly; the docs' "Segmentation architectures" page discusses the head's size):
 
 | encoder | fc_channels | fc_kernel_size | fc_batch_norm | dropout |
 |---|---|---|---|---|

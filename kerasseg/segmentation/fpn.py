@@ -1,35 +1,13 @@
 """Feature Pyramid Network for segmentation: ``fpn_<encoder>`` (``fpn_resnet34`` ...).
 
-The semantic-segmentation FPN head of Kirillov et al.'s Panoptic FPN (2019), as
-segmentation_models_pytorch's ``FPN`` builds it:
-
-```
-encoder stride  pyramid (256 ch)               segmentation branch (128 ch)
- c5      32  -> P5 = conv1x1(c5)            -> [conv3x3-GN-ReLU, up2] x 3 --+
- c4      16  -> P4 = up2(P5) + conv1x1(c4)  -> [conv3x3-GN-ReLU, up2] x 2 --+
- c3       8  -> P3 = up2(P4) + conv1x1(c3)  -> [conv3x3-GN-ReLU, up2] x 1 --+-- sum: 128, stride 4
- c2       4  -> P2 = up2(P3) + conv1x1(c2)  ->  conv3x3-GN-ReLU            --+
-                    spatial dropout 0.2 -> conv1x1 -> classes -> bilinear x4 -> stride 1
-```
-
-Pyramid: 1x1 lateral convolutions (with bias) to 256 channels on the stride 4..32 features
-and nearest-neighbour 2x top-down upsampling, summed. Each level then gets a branch of
-conv3x3 (no bias) - GroupNorm(32 groups, eps 1e-5) - ReLU stages with bilinear 2x
-upsampling (aligned corners) until it reaches stride 4. The four branches are summed
-(smp's ``merge_policy="add"``; ``"concat"`` gives 4 x 128 channels), passed through
-channel-wise (spatial) dropout, smp's ``Dropout2d(0.2)``, and a 1x1 convolution to the
-classes, upsampled 4x bilinearly (aligned corners) to full resolution. The stride-2 feature
-is not used.
-
-With one class, ``fpn_resnet34`` has exactly smp's ``FPN("resnet34")`` trainable parameters
-(23,155,393), and with smp's weights it gives smp's outputs.
-
-Not qubvel's Keras ``segmentation_models`` FPN, which is a different, heavier variant: its
-pyramid levels are at strides 16, 8, 4 and 2 (the stride-32 output enters the first one, the
-finest level is at 1/2 scale), each level gets two conv-BN-ReLU, the levels are concatenated by default (4 x 128 channels at 1/2
-scale) and a 3x3 convolution follows before the last 2x upsampling. Its decoder has ~1.4x
-the parameters of this one on ResNet34 and roughly ten times the multiply-adds, since it
-works at 1/2 instead of 1/4 scale.
+The semantic-segmentation head of Kirillov et al.'s Panoptic FPN (2019) as
+segmentation_models_pytorch's ``FPN`` builds it: a 256-channel top-down pyramid on the
+stride 4..32 features (`kerasseg.layers.decoders.fpn_top_down`), a conv3x3-GroupNorm-ReLU
+branch per level upsampled to stride 4 (`kerasseg.layers.decoders.fpn_segmentation_block`),
+their sum, spatial dropout, a 1x1 convolution to the classes and a bilinear 4x upsampling
+(aligned corners, as smp). With one class and smp's weights it has smp's parameters and
+outputs (tested). The docs' "Segmentation architectures" page explains the design, with
+a diagram.
 """
 
 from __future__ import annotations

@@ -1,42 +1,17 @@
 """TernausNet (Iglovikov and Shvets, 2018): ``unet11`` (VGG11 encoder) and ``unet16`` (VGG16).
 
-A U-Net whose contracting path is an ImageNet-pretrained VGG without batch norm, and whose
-expanding path uses learned upsampling. Every decoder block is conv3x3-ReLU, then a 3x3
-transposed convolution with stride 2 that doubles the size, then ReLU; the block's input
-is the concatenation [previous block, encoder feature of the same stride]. With
-``num_filters`` = F = 32, the paper's channel plan:
-
-```
-encoder (VGG11)          stride  channels   decoder block        in -> mid -> out   stride
-conv1                       1        64 -------------------------------------+
-conv2                       2       128 ------------------------------+     |
-conv3 (conv3a, conv3b)      4       256 ----------------------+      |     |
-conv4 (conv4a, conv4b)      8       512 --------------+       |      |     |
-conv5 (conv5a, conv5b)     16       512 -------+      |       |      |     |
-pool5                      32       512 -> center  512 -> 512 -> 256     16   |
-                                           dec5  256+512 -> 512 -> 256    8    |
-                                           dec4  256+512 -> 512 -> 128    4    |
-                                           dec3  128+256 -> 256 ->  64    2    |
-                                           dec2   64+128 -> 128 ->  32    1    |
-                                           dec1   32+64  -> conv3x3-ReLU 32   1 <-+
-                                           final conv1x1 -> classes
-```
-
-(mid = 16F, 16F, 16F, 8F, 4F; out = 8F, 8F, 4F, 2F, F.) With one class ``unet11`` has
-22,927,393 parameters, 9,220,480 of them in the encoder, as in the reference
-implementation (github.com/ternaus/TernausNet, ``UNet11``). ``unet16`` is the same decoder on
-VGG16, whose blocks have the same widths (28,421,601 parameters with one class); the
-TernausNet repository's ``UNet16`` uses a different decoder (bilinear upsampling or 4x4
-transposed convolutions and 256 instead of 128 channels out of ``dec4``).
-
-The transposed convolutions are aligned exactly like PyTorch's ``ConvTranspose2d(3,
-stride=2, padding=1, output_padding=1)`` (see `kerasseg.layers.decoders.torch_conv_transpose`),
-so converted TernausNet weights give the same outputs. Keras' own ``padding="same"`` is
-shifted by one pixel against it.
+A U-Net on an ImageNet VGG without batch norm, with learned upsampling: each decoder block
+is conv3x3-ReLU, then a stride-2 3x3 transposed convolution and ReLU, on the concatenation
+[previous block, encoder feature of the same stride] (`DECODER_BLOCKS` holds the channel
+plan, in multiples of ``num_filters``). The transposed convolutions are aligned exactly
+like PyTorch's ``ConvTranspose2d(3, stride=2, padding=1, output_padding=1)`` (see
+`kerasseg.layers.decoders.torch_conv_transpose`), so converted TernausNet weights give the
+same outputs.
 
 Naming: ``unet11`` / ``unet16`` are TernausNet; ``unet_vgg11`` / ``unet_vgg16`` are the
-generic U-Net decoder of segmentation_models_pytorch on the same encoders
-(`kerasseg.segmentation.encoder_unet`).
+generic U-Net decoder on the same encoders (`kerasseg.segmentation.encoder_unet`). The
+docs' "Segmentation architectures" page explains the design, with diagrams; the zoo table
+lists parameter counts.
 """
 
 from __future__ import annotations
@@ -145,8 +120,7 @@ def unet11(
 ) -> keras.Model:
     """TernausNet with a VGG11 encoder (Iglovikov and Shvets, 2018).
 
-    ``ternausnet("vgg11", **kwargs)``; see `ternausnet`. 22,927,393 parameters with one class.
-    Not to be confused with ``unet_vgg11``, the generic U-Net decoder on VGG11.
+    ``ternausnet("vgg11", **kwargs)``; see `ternausnet`. Not to be confused with ``unet_vgg11``, the generic U-Net decoder on VGG11.
     """
     return ternausnet("vgg11", num_classes=num_classes, input_shape=input_shape, **kwargs)
 
@@ -160,8 +134,7 @@ def unet16(
 ) -> keras.Model:
     """TernausNet's decoder on a VGG16 encoder.
 
-    ``ternausnet("vgg16", **kwargs)``; see `ternausnet`. 28,421,601 parameters with one
-    class. Not to be confused with ``unet_vgg16``, the generic U-Net decoder on VGG16.
+    ``ternausnet("vgg16", **kwargs)``; see `ternausnet`. Not to be confused with ``unet_vgg16``, the generic U-Net decoder on VGG16.
     """
     return ternausnet("vgg16", num_classes=num_classes, input_shape=input_shape, **kwargs)
 

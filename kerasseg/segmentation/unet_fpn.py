@@ -1,33 +1,11 @@
-"""U-Net + FPN: ``unet_fpn_<encoder>``, a U-Net decoder with a multi-scale (FPN-style) head.
+"""U-Net + FPN: ``unet_fpn_<encoder>``, a U-Net decoder whose every level feeds the output.
 
-A U-Net decoder predicts from its last, finest level only; the coarse decoder levels, which
-see the most context, reach the output only through the chain of upsampling blocks. This
-model keeps the U-Net decoder of ``unet_<encoder>`` (the same blocks,
-`kerasseg.layers.decoders.unet_decoder`) and, as a feature pyramid network does, lets
-*every* decoder level feed the prediction directly (a "hypercolumn" over the decoder):
-
-```
-encoder           U-Net decoder (unet_<encoder>)        per-level head           fusion
-c5  s32  ---+
-c4  s16  ---+-> block0  s16  256 ch --> conv3x3-BN-ReLU 32 -> bilinear x16 --+
-c3   s8  ------> block1   s8  128 ch --> conv3x3-BN-ReLU 32 -> bilinear x8  --+
-c2   s4  ------> block2   s4   64 ch --> conv3x3-BN-ReLU 32 -> bilinear x4  --+-- sum (32 ch, s1)
-c1   s2  ------> block3   s2   32 ch --> conv3x3-BN-ReLU 32 -> bilinear x2  --+
-                 block4   s1   16 ch --> conv3x3-BN-ReLU 32 -----------------+
-                         spatial dropout 0.2 -> conv3x3-BN-ReLU 32 -> conv1x1 -> classes
-```
-
-Choices: each level is projected to a common ``head_channels`` (32) *before* upsampling,
-where it is cheap, with a 3x3 convolution so each level also adapts its features for the
-head; the levels are merged by **sum** (``merge="add"``), as in smp's FPN, which keeps one
-32-channel map at full resolution instead of five (``merge="concat"`` is available and
-gives 160 channels); a 3x3 conv-BN-ReLU mixes the merged map, then a 1x1 convolution gives
-the classes. Merging at full resolution (the finest decoder level) keeps the U-Net's
-full-resolution detail, unlike smp's FPN which predicts at stride 4 and upsamples.
-
-Cost over ``unet_<encoder>``: 152,336 more parameters with one class (``unet_fpn_resnet34``
-24,588,705 vs ``unet_resnet34`` 24,436,369; the head is independent of the encoder) and
-five 32-channel maps at full resolution.
+The U-Net decoder of ``unet_<encoder>`` (`kerasseg.layers.decoders.unet_decoder`) with an
+FPN-style multi-scale head (`kerasseg.layers.decoders.multiscale_fusion`): each decoder
+level is projected to ``head_channels`` by a conv3x3-BN-ReLU, upsampled bilinearly to full
+resolution and the levels are summed (``merge="add"``) or concatenated; spatial dropout,
+a conv3x3-BN-ReLU and a 1x1 convolution to the classes follow. The docs' "Segmentation
+architectures" page explains the choices, with a diagram.
 """
 
 from __future__ import annotations

@@ -12,8 +12,6 @@ import math
 import keras
 import numpy as np
 
-from kerasseg.data.synthetic import synthetic_shapes
-from kerasseg.losses import BceDice
 from tests.encoders.reference import normalise, scaled_error
 from tests.support import require_module
 
@@ -172,29 +170,6 @@ def check_outputs(model: keras.Model, num_classes: int, size=(32, 64)) -> None:
         np.testing.assert_allclose(y.sum(-1), 1.0, rtol=1e-5)
     else:
         assert ((y >= 0) & (y <= 1)).all()
-
-
-def check_fit_save_load(model: keras.Model, tmp_path, *, epochs: int = 3) -> None:
-    """A few steps of BCE-Dice training on synthetic shapes lower the loss; the `.keras` file
-    reloads (no custom_objects) to identical predictions, also at another input size.
-
-    The training runs eagerly: on 8 images of 64x64 that is several times faster than
-    tracing the train step of a ResNet/VGG model (the traced path is tested by the
-    original U-Net's and the end-to-end tests).
-    """
-    x, y = synthetic_shapes(8, (64, 64), channels=model.input_shape[-1], seed=1)
-    model.compile(optimizer=keras.optimizers.Adam(3e-4), loss=BceDice(), run_eagerly=True)
-    history = model.fit(x, y.astype("float32"), epochs=epochs, batch_size=8, verbose=0)
-    losses = history.history["loss"]
-    assert losses[-1] < losses[0], losses
-    path = tmp_path / f"{model.name}.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    other = images((1, 32, 96, model.input_shape[-1]), seed=2)
-    for batch in (x[:2], other):
-        np.testing.assert_array_equal(
-            np.asarray(model(batch, training=False)), np.asarray(loaded(batch, training=False))
-        )
 
 
 def check_size_errors(build) -> None:

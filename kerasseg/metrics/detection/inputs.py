@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from kerasseg.detection.format import to_numpy
+
 _CROWD_KEYS = ("iscrowd", "crowd")
 
 
@@ -97,20 +99,6 @@ class BoxTable:
             crowd=self.crowd[mask_or_index],
             difficult=self.difficult[mask_or_index],
         )
-
-
-def to_numpy(value: Any) -> np.ndarray:
-    """Tensors (TF, torch, JAX, Keras), RaggedTensors and lists -> NumPy array."""
-    if hasattr(value, "to_tensor") and hasattr(value, "row_splits"):  # tf.RaggedTensor
-        raise TypeError(
-            "Ragged tensors are not accepted directly; pad them first, e.g. "
-            "`classes.to_tensor(default_value=-1)` and `boxes.to_tensor()`."
-        )
-    if hasattr(value, "numpy") and not isinstance(value, np.ndarray):
-        value = value.numpy()
-    elif hasattr(value, "detach") and hasattr(value, "cpu"):  # torch
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
 
 
 def _check_finite(name: str, values: np.ndarray) -> None:

@@ -4,9 +4,10 @@ In ``model.compile(metrics=[...])`` Keras hands a metric one tensor per model ou
 inside ``fit``/``evaluate`` the detections and the ground truth travel *packed*:
 
 * ``y_pred``: (B, N, 6) ``[x1, y1, x2, y2, class, score]``, rows with class < 0 are padding
-  (see :func:`pack_detections`);
+  (see `kerasseg.detection.format.pack_detections`);
 * ``y_true``: (B, M, 5) ``[x1, y1, x2, y2, class]`` or (B, M, 6) with a last column of
-  flags: COCO ``iscrowd`` or VOC ``difficult`` (see :func:`pack_ground_truth`).
+  flags: COCO ``iscrowd`` or VOC ``difficult`` (see
+  `kerasseg.detection.format.pack_ground_truth`).
 
 Called directly (``metric.update_state(y_true, y_pred)``) it also takes the library's
 dict batches, ``{"boxes", "classes"[, "scores", "iscrowd", "difficult"]}``.
@@ -32,72 +33,17 @@ from typing import Any
 import keras
 import numpy as np
 
+from kerasseg.detection.format import (  # noqa: F401  (pack_*: re-exported, their old home)
+    pack_detections,
+    pack_ground_truth,
+    unpack_detections,
+    unpack_ground_truth,
+)
 from kerasseg.metrics.detection import coco as coco_protocol
 from kerasseg.metrics.detection.evaluator import DetectionEvaluator
-from kerasseg.metrics.detection.inputs import to_numpy
 from kerasseg.metrics.detection.result import DetectionResult
 
 _GT_FLAGS = {"coco": "iscrowd", "voc07": "difficult", "voc": "difficult"}
-
-
-def pack_detections(detections: Mapping[str, Any]) -> Any:
-    """``{"boxes": (B, N, 4), "classes": (B, N), "scores": (B, N)}`` -> (B, N, 6) tensor.
-
-    Works on tensors of any Keras backend (inside a model too) and on NumPy arrays.
-    """
-    boxes = keras.ops.cast(detections["boxes"], "float32")
-    classes = keras.ops.cast(detections["classes"], "float32")[..., None]
-    scores = keras.ops.cast(detections["scores"], "float32")[..., None]
-    return keras.ops.concatenate([boxes, classes, scores], axis=-1)
-
-
-def pack_ground_truth(ground_truth: Mapping[str, Any], flag: str | None = None) -> Any:
-    """``{"boxes": (B, M, 4), "classes": (B, M)[, flag: (B, M)]}`` -> (B, M, 5 or 6).
-
-    Args:
-        ground_truth: Padded ground truth (class -1 = padding).
-        flag: Name of an optional per-box flag to pack as a 6th column ("iscrowd" or
-            "difficult"); None packs it when exactly one of them is present.
-    """
-    boxes = keras.ops.cast(ground_truth["boxes"], "float32")
-    parts = [boxes, keras.ops.cast(ground_truth["classes"], "float32")[..., None]]
-    if flag is None:
-        present = [k for k in ("iscrowd", "difficult") if k in ground_truth]
-        if len(present) > 1:
-            raise ValueError("`ground_truth` has both 'iscrowd' and 'difficult'; pass `flag`.")
-        flag = present[0] if present else None
-    if flag is not None:
-        parts.append(keras.ops.cast(ground_truth[flag], "float32")[..., None])
-    return keras.ops.concatenate(parts, axis=-1)
-
-
-def _unpack_detections(value: Any, what: str = "`y_pred`") -> dict[str, np.ndarray]:
-    if isinstance(value, Mapping):
-        return {k: to_numpy(value[k]) for k in ("boxes", "classes", "scores")}
-    array = to_numpy(value)
-    if array.ndim != 3 or array.shape[-1] != 6:
-        raise ValueError(
-            f"{what} must be a dict of detections or a packed (B, N, 6) tensor "
-            f"[x1, y1, x2, y2, class, score]; got shape {array.shape}."
-        )
-    return {"boxes": array[..., :4], "classes": np.round(array[..., 4]), "scores": array[..., 5]}
-
-
-def _unpack_ground_truth(value: Any, flag: str, what: str = "`y_true`") -> dict[str, np.ndarray]:
-    if isinstance(value, Mapping):
-        keys = [k for k in ("boxes", "classes", "iscrowd", "difficult", "area") if k in value]
-        return {k: to_numpy(value[k]) for k in keys}
-    array = to_numpy(value)
-    if array.ndim != 3 or array.shape[-1] not in (5, 6):
-        raise ValueError(
-            f"{what} must be a dict of ground truth or a packed (B, M, 5) tensor "
-            f"[x1, y1, x2, y2, class] (or (B, M, 6) with an {flag!r} column); got shape "
-            f"{array.shape}."
-        )
-    out = {"boxes": array[..., :4], "classes": np.round(array[..., 4])}
-    if array.shape[-1] == 6:
-        out[flag] = array[..., 5] > 0.5
-    return out
 
 
 def _in_xla_context() -> bool:
@@ -191,7 +137,7 @@ class MeanAveragePrecision(keras.metrics.Metric):
     # Accumulation ---------------------------------------------------------------------
 
     def _update_numpy(self, y_true: Any, y_pred: Any) -> None:
-        self._evaluator.update(_unpack_ground_truth(y_true, self._flag), _unpack_detections(y_pred))
+        self._evaluator.update(unpack_ground_truth(y_true, self._flag), unpack_detections(y_pred))
         self._version += 1
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
