@@ -148,9 +148,15 @@ def test_zoo_commands(capsys):
 
 def test_argument_parsers():
     assert _parse_mask_values("0:1,255:0") == {0: 1, 255: 0}
-    assert _parse_indices("0,3,5-7", 10) == [0, 3, 5, 6, 7]
+    assert _parse_indices("0,3,5-7", 10, "--indices") == [0, 3, 5, 6, 7]
     with pytest.raises(SystemExit, match=r"indices \[12\] are outside 0..9"):
-        _parse_indices("12", 10)
+        _parse_indices("12", 10, "--indices")
+    with pytest.raises(
+        SystemExit,
+        match=r"error: --val-indices must be indices like '0-23', '0,3,5-7' or a list, got "
+        r"'3-x'\.",
+    ):
+        _parse_indices("3-x", 10, "--val-indices")
     import argparse
 
     with pytest.raises(argparse.ArgumentTypeError, match="--mask-values must look like"):

@@ -126,3 +126,38 @@ def test_binary_without_channel_axis():
     assert _value(loss, case.y_true[..., 0], case.logits) == pytest.approx(expected, rel=1e-6)
     no_channel = _value(loss, case.y_true[..., 0], case.logits[..., 0])
     assert no_channel == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("ignore", [False, True], ids=["all-labelled", "ignore255"])
+def test_multilabel_class_weights_match_torch(ignore):
+    """Weighted multilabel BCE is torch's ``binary_cross_entropy_with_logits(weight=W)``
+    summed and divided by the sum of W, with W the channel's weight at labelled entries
+    and 0 at ignored ones."""
+    torch = require_module("torch")
+    case = ref.make_case("multilabel", 3, seed=71, ignore=ignore)
+    weights = [0.5, 2.0, 1.0]
+    ours = losses.CrossEntropy(
+        "multilabel",
+        from_logits=True,
+        ignore_index=ref.IGNORE if ignore else None,
+        class_weights=weights,
+    )
+    got = _value(ours, case.y_true, case.y_pred(True))
+    logits = torch.tensor(case.logits, dtype=torch.float64)
+    labelled = torch.tensor(case.y_true != ref.IGNORE, dtype=torch.float64)
+    targets = torch.tensor(np.where(case.y_true == ref.IGNORE, 0, case.y_true)).double()
+    weight = torch.tensor(weights, dtype=torch.float64).expand_as(logits) * labelled
+    expected = (
+        torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, targets, weight=weight, reduction="sum"
+        )
+        / weight.sum()
+    )
+    assert got == pytest.approx(float(expected), rel=1e-5)
+    unweighted = _value(
+        losses.CrossEntropy("multilabel", from_logits=True, ignore_index=ours.ignore_index),
+        case.y_true,
+        case.y_pred(True),
+    )
+    assert abs(unweighted - got) > 1e-3  # the weights matter on this case

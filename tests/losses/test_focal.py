@@ -154,3 +154,32 @@ def test_alpha_is_rejected_for_multiclass():
         ValueError, match=r"for mode=.multiclass. weight the classes with `class_weights`"
     ):
         losses.Focal("multiclass", alpha=0.25)
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("ignore", [False, True], ids=["all-labelled", "ignore255"])
+def test_weighted_multilabel_focal_matches_torchvision(ignore):
+    """Per entry torchvision's ``sigmoid_focal_loss`` (reduction "none"); the class-weighted
+    mean over labelled entries is sum(w * loss) / sum(w)."""
+    torch = require_module("torch")
+    torchvision = require_module("torchvision")
+    case = ref.make_case("multilabel", 3, seed=73, ignore=ignore)
+    weights = [2.0, 0.5, 1.0]
+    ours = losses.Focal(
+        "multilabel",
+        alpha=0.25,
+        gamma=2.0,
+        from_logits=True,
+        ignore_index=ref.IGNORE if ignore else None,
+        class_weights=weights,
+    )
+    got = _value(ours, case.y_true, case.y_pred(True))
+    logits = torch.tensor(case.logits, dtype=torch.float64)
+    targets = torch.tensor(np.where(case.y_true == ref.IGNORE, 0, case.y_true)).double()
+    labelled = torch.tensor(case.y_true != ref.IGNORE, dtype=torch.float64)
+    per_entry = torchvision.ops.sigmoid_focal_loss(
+        logits, targets, alpha=0.25, gamma=2.0, reduction="none"
+    )
+    weight = torch.tensor(weights, dtype=torch.float64).expand_as(logits) * labelled
+    expected = (per_entry * weight).sum() / weight.sum()
+    assert got == pytest.approx(float(expected), rel=1e-5)

@@ -188,6 +188,41 @@ def test_ignore_index_for_binary_targets():
     assert float(metric.true_negatives[0]) == 1
 
 
+@pytest.mark.parametrize("mode, channels", [("binary", 1), ("multilabel", 3)])
+def test_ignored_entries_match_numpy_counts(mode, channels):
+    """Binary and multilabel targets marked 255 (per pixel and channel) count nowhere: the
+    four counts per channel equal NumPy's over the labelled entries only."""
+    rng = np.random.default_rng(7)
+    y_true = rng.integers(0, 2, size=(3, 6, 5, channels))
+    y_pred = rng.random((3, 6, 5, channels)).astype("float32")
+    ignored = rng.random(y_true.shape) < 0.25
+    marked = np.where(ignored, 255, y_true).astype("int32")
+    metric = Jaccard(
+        mode, channels if mode == "multilabel" else None, average=None, ignore_index=255
+    )
+    scores = np.atleast_1d(result(metric, (marked, y_pred)))
+
+    hard, positive, labelled = y_pred >= 0.5, y_true == 1, ~ignored
+    axes = (0, 1, 2)
+    expected = {
+        "tp": (hard & positive & labelled).sum(axes),
+        "fp": (hard & ~positive & labelled).sum(axes),
+        "fn": (~hard & positive & labelled).sum(axes),
+        "tn": (~hard & ~positive & labelled).sum(axes),
+    }
+    counted = {
+        "tp": metric.true_positives,
+        "fp": metric.false_positives,
+        "fn": metric.false_negatives,
+        "tn": metric.true_negatives,
+    }
+    for name, value in counted.items():
+        np.testing.assert_array_equal(np.asarray(value), expected[name], err_msg=name)
+    assert ignored.sum(axes).min() > 0  # every channel has ignored entries
+    tp, fp, fn = expected["tp"], expected["fp"], expected["fn"]
+    np.testing.assert_allclose(scores, tp / (tp + fp + fn), rtol=1e-6)
+
+
 # --------------------------------------------------------------------------------------------
 # Exact counting above 2**24
 # --------------------------------------------------------------------------------------------

@@ -197,7 +197,7 @@ def test_input_size_not_divisible_gives_nearest_sizes():
         ({"variant": "4s"}, "`variant` must be one of"),
         ({"num_classes": 0}, "`num_classes` must be a positive integer"),
         ({"fc_channels": -1}, "`fc_channels` must be an integer >= 0"),
-        ({"fc_kernel_size": 0}, "`fc_kernel_size` must be an integer >= 1"),
+        ({"fc_kernel_size": 0}, "`fc_kernel_size` must be a positive integer, got 0"),
         ({"dropout": 1.0}, r"`dropout` must be in \[0, 1\)"),
         ({"activation": "relu"}, "`activation` must be one of"),
         ({"input_shape": (32, 32)}, "`input_shape` must be"),

@@ -37,24 +37,14 @@ def test_metafiles_hold_only_what_code_cannot_know():
             assert set(entry) <= {"name", "encoder_weights", "default_weights", "weights"}, path
 
 
-def test_generated_parameter_counts_match_the_built_models():
-    """zoo/params.yml lists every registered model, with what `count_params` gives now."""
+def test_generated_parameter_counts_cover_the_registered_models():
+    """zoo/params.yml lists every registered model (tests/test_model_contract.py checks each
+    count against the built model)."""
     index = metafiles.load_index()
     registered = [n for n in registry.list_registered() if not n.startswith("_test")]
     assert sorted(index.params) == registered, (
         f"zoo/params.yml is stale: run `{verify.PARAMS_COMMAND}`"
     )
-    # StatelessScope: build the graphs without initialising ~2.5 billion weights.
-    with keras.StatelessScope():
-        for name in registered:
-            entry = registry.registered(name)
-            model = entry.builder(
-                num_classes=entry.default_num_classes, input_shape=entry.default_input_shape
-            )
-            assert model.count_params() == index.params[name], (
-                f"{name}: zoo/params.yml says {index.params[name]}, the model has "
-                f"{model.count_params()}: run `{verify.PARAMS_COMMAND}`"
-            )
 
 
 def test_params_file_is_what_the_command_writes(tmp_path):
