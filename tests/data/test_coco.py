@@ -138,7 +138,9 @@ def test_malformed_files_raise_naming_the_file(tmp_path):
     )
     with pytest.raises(ValueError, match=r"dup\.json: category id 1 appears twice"):
         coco.load_coco(duplicate, tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"nothere\.json"):
+    with pytest.raises(
+        FileNotFoundError, match=r"COCO annotation file .*nothere\.json not found\."
+    ):
         coco.load_coco(tmp_path / "nothere.json", tmp_path)
 
 

@@ -92,7 +92,9 @@ def test_corrupt_image_names_the_file(tmp_path):
     images_dir, masks_dir = _folder(tmp_path, names=("a",))
     (images_dir / "b.png").write_bytes(b"not a png")
     _write(masks_dir / "b.png", np.zeros((16, 24), np.uint8))
-    with pytest.raises(ValueError, match=r"b.png"):
+    with pytest.raises(
+        ValueError, match=r"Cannot read image file '.*images.*b\.png': cannot identify image file"
+    ):
         SegmentationFolder(images_dir, masks_dir)
 
 

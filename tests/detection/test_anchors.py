@@ -61,7 +61,9 @@ def test_config_round_trip_and_errors():
         AnchorGenerator.from_sizes([32, 64], strides=[8])
     with pytest.raises(ValueError, match="`aspect_ratios` must be one sequence for all levels"):
         AnchorGenerator.from_sizes([32, 64], aspect_ratios=[[1.0], [1.0], [2.0]])
-    with pytest.raises(ValueError, match="pass `feature_sizes`"):
+    with pytest.raises(
+        ValueError, match=r"This generator has no `strides`; pass `feature_sizes` explicitly\."
+    ):
         AnchorGenerator([[(4, 4)]])((32, 32))
     with pytest.raises(ValueError, match=r"`shapes\[0\]` must be positive"):
         AnchorGenerator([[(4, 0)]])

@@ -164,7 +164,10 @@ def test_bad_inputs_raise_clear_errors():
         match=r"`detections`.*x_max >= x_min.*box \(1,\) is \[5\.0, 5\.0, 2\.0, 9\.0\].*'xywh'",
     ):
         boxes_np.check_boxes([[0, 0, 1, 1], [5, 5, 2, 9]], name="detections")
-    with pytest.raises(ValueError, match="non-finite"):
+    with pytest.raises(
+        ValueError,
+        match=r"`boxes` has a non-finite box at index \(0,\): \[0\.0, 0\.0, inf, 1\.0\]\.",
+    ):
         boxes_np.check_boxes([[0, 0, np.inf, 1]])
     assert boxes_np.check_boxes([[0, 0, 0, 1]]).dtype == np.float64
 

@@ -94,7 +94,10 @@ def test_imagenet_weights_point_to_the_zoo(tmp_path):
         encoders.get("vgg11", weights=str(tmp_path / "missing.pth"))
     other = tmp_path / "weights.bin"
     other.write_bytes(b"")
-    with pytest.raises(ValueError, match="unknown type"):
+    with pytest.raises(
+        ValueError,
+        match=r"`weights` file '.*weights\.bin' has an unknown type: expected a Keras '\.weights\.h5' file or a torchvision state dict \(\.pth, \.pt, \.npz\)\.",
+    ):
         encoders.get("vgg11", weights=other)
     with pytest.raises(TypeError, match="`weights` must be None or a file path"):
         encoders.get("vgg11", weights=3)

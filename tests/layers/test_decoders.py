@@ -107,5 +107,7 @@ def test_multiscale_fusion():
     assert tuple(fused.shape) == (None, 16, 16, 12)
     with pytest.raises(ValueError, match="`merge` must be one of"):
         decoders.multiscale_fusion(levels, (4, 1), 6, merge="max", name="m")
-    with pytest.raises(ValueError, match="same length"):
+    with pytest.raises(
+        ValueError, match=r"`levels` and `scales` must have the same length, got 2 and 1\."
+    ):
         decoders.multiscale_fusion(levels, (4,), 6, name="n")

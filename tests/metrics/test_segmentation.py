@@ -294,7 +294,10 @@ def test_bad_inputs_raise():
         Dice("multilabel", 3).update_state(np.zeros((2, 4, 4, 2), "int32"), y_pred)
     with pytest.raises(ValueError, match="mode='binary' expects `y_pred` with one channel"):
         Dice().update_state(np.zeros((2, 4, 4, 3)), y_pred)
-    with pytest.raises(ValueError, match="`sample_weight` must"):
+    with pytest.raises(
+        ValueError,
+        match=r"`sample_weight` must have shape \(B,\), \(B, H, W\), \(B, H, W, 1\) or the shape of `y_pred` \(2, 4, 4, 3\); got shape \(2, 3\)\.",
+    ):
         Dice("multiclass", 3).update_state(
             np.zeros((2, 4, 4), "int32"), y_pred, sample_weight=np.ones((2, 3))
         )

@@ -148,7 +148,10 @@ def test_input_conv_adaptation_rules():
     four, how = convert.adapt_input_conv(kernel, 4)
     np.testing.assert_allclose(four, np.stack([kernel[:, i % 3] * 0.75 for i in range(4)], 1))
     assert "3/4" in how
-    with pytest.raises(convert.ConversionError, match="only 3-channel"):
+    with pytest.raises(
+        convert.ConversionError,
+        match=r"Cannot adapt an input convolution with 2 input channels to 1: only 3-channel \(RGB\) kernels are adapted\.",
+    ):
         convert.adapt_input_conv(np.zeros((8, 2, 3, 3)), 1)
 
 
