@@ -1,26 +1,27 @@
 """The contract every registered model keeps, checked as `kerasseg.zoo.get` builds it by
 default (random init, its default classes, the dynamic input shape).
 
-Every registered model (`test_model_contract`):
+Every registered model (`test_model_contract`, built without initialising its weights):
 
-* takes any size that is a multiple of its registered ``input_multiple``;
-* runs in one traced graph whose batch, height and width are unknown (the shape bugs hide
-  there: eager calls see static shapes), at two sizes, agreeing with eager calls;
-* gives float32 probabilities of the right shape;
+* is built for the dynamic input shape and maps two different static sizes, multiples of
+  its registered ``input_multiple``, to maps of the same size with the default classes;
 * has the parameter count generated into ``zoo/params.yml``.
 
-One model per builder (`test_training_and_keras_round_trip`; the smallest of each group of
-names that one builder function registers, e.g. ``fcn8s_*`` or ``unet_<encoder>``):
+One model per builder (`test_inference_training_and_keras_round_trip`; the smallest of each
+group of names that one builder function registers, e.g. ``fcn8s_*`` or ``unet_<encoder>``):
 
+* one traced graph whose batch, height and width are unknown runs at two sizes (the shape
+  bugs hide there: eager calls see static shapes) and agrees with eager calls, giving
+  float32 probabilities;
 * one training step runs and changes the weights, with a finite loss;
 * ``model.save("x.keras")`` reloads with ``load_model(safe_mode=True)`` and no
   ``custom_objects``, to bit-identical predictions at both sizes.
 
-Why not the round trip of all of them: on 2 CPU cores the step and the ``.keras`` file of
-all 58 models (1.8 billion parameters to write and read) take about 17 minutes, 90% of it
-in code every builder of a group shares; the encoders' own round trips are tested per
-encoder in tests/encoders/. Architecture-specific behaviour (parity with smp/torchvision,
-size errors, arguments) is tested per architecture in tests/segmentation/.
+Why not all of it for every model: on 2 CPU cores the traced graphs, the step and the
+``.keras`` files of all 58 models (1.8 billion parameters) take 8 to 17 minutes, almost all
+of it in code every builder of a group shares; the encoders' own round trips are tested
+per encoder in tests/encoders/. Architecture-specific behaviour (parity with
+smp/torchvision, size errors, arguments) is tested per architecture in tests/segmentation/.
 """
 
 from __future__ import annotations
@@ -102,30 +103,35 @@ def test_every_model_and_builder_is_covered():
 @pytest.mark.parametrize("name", MODELS)
 def test_model_contract(name):
     entry = registry.registered(name)
-    model = _build(name)
-    classes, channels = entry.default_num_classes, entry.default_input_shape[-1]
-    assert model.input_shape == (None, *entry.default_input_shape) == (None, None, None, channels)
+    with keras.StatelessScope():  # build the graph only: no weights to initialise
+        model = kerasseg.zoo.get(name, weights=None)
+        classes, channels = entry.default_num_classes, entry.default_input_shape[-1]
+        assert model.input_shape == (None, *entry.default_input_shape)
+        assert model.input_shape == (None, None, None, channels)
+        for x in _inputs(name):
+            y = model.compute_output_spec(keras.KerasTensor(x.shape, "float32"))
+            assert y.shape == (*x.shape[:3], classes) and y.dtype == "float32"
     recorded = metafiles.load_index().params.get(name)
     assert model.count_params() == recorded, (
         f"zoo/params.yml says {recorded} parameters, the model has {model.count_params()}: "
         f"run `{verify.PARAMS_COMMAND}`"
     )
+
+
+@pytest.mark.parametrize("name", REPRESENTATIVES)
+def test_inference_training_and_keras_round_trip(name, tmp_path):
+    entry = registry.registered(name)
+    model = _build(name)
+    first, second = _inputs(name)
+    classes = entry.default_num_classes
     predict = _traced_predict(model)
-    for x in _inputs(name):
+    for x in (first, second):
         y = predict(x)
         assert y.shape == (*x.shape[:3], classes) and y.dtype == np.float32
         assert np.isfinite(y).all() and y.min() >= 0 and y.max() <= 1
         if classes > 1:
             np.testing.assert_allclose(y.sum(-1), 1.0, rtol=1e-5)
         np.testing.assert_allclose(y, np.asarray(model(x, training=False)), atol=1e-5)
-
-
-@pytest.mark.parametrize("name", REPRESENTATIVES)
-def test_training_and_keras_round_trip(name, tmp_path):
-    entry = registry.registered(name)
-    model = _build(name)
-    first, second = _inputs(name)
-    classes = entry.default_num_classes
     rng = np.random.default_rng(3)
     if classes == 1:
         loss, target = "binary_crossentropy", rng.integers(0, 2, (*first.shape[:3], 1))
