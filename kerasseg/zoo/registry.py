@@ -462,10 +462,11 @@ def info(name: str, *, count_params: bool = False, verify: bool = False) -> dict
     entry, card, tag = resolve(name)
     arch = entry.name
     num_classes, input_shape = entry.default_num_classes, entry.default_input_shape
+    index = _index()
     weights: dict[str, Any] = {}
     for key, weights_name in card.encoder_weights.items():
         weights[key] = _encoder_weights_info(
-            _index().encoder_weights[weights_name], int(input_shape[2] or 3), verify
+            index.encoder_weights[weights_name], int(input_shape[2] or 3), verify
         )
     tags = known_tags(arch)
     for other in [tag] if tag else list(tags):
@@ -474,8 +475,8 @@ def info(name: str, *, count_params: bool = False, verify: bool = False) -> dict
     if tag and "num_classes" in weights[tag]:
         num_classes, input_shape = weights[tag]["num_classes"], tuple(weights[tag]["input_shape"])
 
-    family = _index().families.get(entry.family)
-    recorded = _index().params.get(arch)
+    family = index.families.get(entry.family)
+    recorded = index.params.get(arch)
     params, params_source = (
         (recorded, "params.yml (count_params() with the defaults, generated)")
         if recorded

@@ -13,6 +13,7 @@ from pathlib import Path
 import keras
 
 from kerasseg import encoders
+from kerasseg.utils.files import atomic_path
 from kerasseg.zoo import recipes, registry
 from kerasseg.zoo import remote as dl
 from kerasseg.zoo.metafiles import (
@@ -105,11 +106,13 @@ PARAMS_COMMAND = "kerasseg zoo params --write"
 
 
 def count_params(name: str) -> int:
-    """Parameters of a registered model built with its defaults (random init)."""
+    """Parameters of a registered model built with its defaults."""
     entry = registry.registered(name) or registry.resolve(name)[0]
-    model = entry.builder(
-        num_classes=entry.default_num_classes, input_shape=entry.default_input_shape
-    )
+    # Only the graph is needed to count: skip initialising (up to 136M) weights.
+    with keras.StatelessScope():
+        model = entry.builder(
+            num_classes=entry.default_num_classes, input_shape=entry.default_input_shape
+        )
     return int(model.count_params())
 
 
@@ -129,14 +132,16 @@ def write_params(path: Path | None = None, pattern: str = "*") -> Path:
     ``params.yml`` (or `path`)."""
     from tqdm.auto import tqdm
 
-    path = path or packaged_root() / PARAMS_FILE
-    counts = dict(load_index().params) if path == packaged_root() / PARAMS_FILE else {}
+    packaged = packaged_root() / PARAMS_FILE
+    path = path or packaged
+    counts = dict(load_index().params) if path == packaged else {}
     registered = registry.list_registered()
     counts = {name: count for name, count in counts.items() if name in registered}
     for name in tqdm(registry.list_registered(pattern), desc="counting parameters", unit="model"):
         counts[name] = count_params(name)
         keras.backend.clear_session()
-    path.write_text(params_yaml(counts), encoding="utf-8")
+    with atomic_path(path) as partial:
+        partial.write_text(params_yaml(counts), encoding="utf-8")
     clear_cache()
     return path
 
