@@ -25,9 +25,13 @@ from typing import Any
 from keras import layers
 
 from kerasseg.layers.blocks import conv_norm_act, double_conv
-from kerasseg.layers.upsampling import BilinearUpsampling2D, interpolating_upsampling
+from kerasseg.layers.upsampling import (
+    INTERPOLATIONS,
+    BilinearUpsampling2D,
+    interpolating_upsampling,
+)
 
-UNET_INTERPOLATIONS = ("nearest", "bilinear")
+UNET_INTERPOLATIONS = INTERPOLATIONS
 MERGE_POLICIES = ("add", "concat")
 
 
