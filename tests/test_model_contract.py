@@ -1,10 +1,12 @@
 """The contract every registered model keeps, checked as `kerasseg.zoo.get` builds it by
 default (random init, its default classes, the dynamic input shape).
 
-Every registered model (`test_model_contract`, built without initialising its weights):
+Every registered model (`test_model_contract`, `test_detector_contract`, built without
+initialising its weights):
 
 * is built for the dynamic input shape and maps two different static sizes, multiples of
-  its registered ``input_multiple``, to maps of the same size with the default classes;
+  its registered ``input_multiple``, to maps of the same size with the default classes
+  (a detector: to one raw output map per level and anchor, of the anchors' sizes);
 * has the parameter count generated into ``zoo/params.yml``.
 
 One model per builder (`test_inference_training_and_keras_round_trip`; the smallest of each
@@ -15,7 +17,9 @@ group of names that one builder function registers, e.g. ``fcn8s_*`` or ``unet_<
   float32 probabilities;
 * one training step runs and changes the weights, with a finite loss;
 * ``model.save("x.keras")`` reloads with ``load_model(safe_mode=True)`` and no
-  ``custom_objects``, to bit-identical predictions at both sizes.
+  ``custom_objects``, to bit-identical predictions at both sizes;
+* a detector's ``predict`` gives the padded detections dict, and one ``fit`` step on raw
+  padded boxes trains every weight.
 
 Why not all of it for every model: on 2 CPU cores the traced graphs, the step and the
 ``.keras`` files of all 58 models (1.8 billion parameters) take 8 to 17 minutes, almost all
@@ -34,6 +38,9 @@ import kerasseg
 from kerasseg.zoo import metafiles, registry, verify
 
 MODELS = registry.list_registered()
+TASKS = {name: registry.registered(name).task for name in MODELS}
+SEGMENTATION = [name for name in MODELS if TASKS[name] == "segmentation"]
+DETECTION = [name for name in MODELS if TASKS[name] == "detection"]
 
 
 def builder_group(name: str) -> str:
@@ -50,16 +57,17 @@ def builder_group(name: str) -> str:
     return f"{entry.builder.__module__}:{stem}"
 
 
-def _representatives() -> list[str]:
+def _representatives(names: list[str]) -> list[str]:
     """The model with the fewest parameters of each builder group."""
     params = metafiles.load_index().params
     groups: dict[str, list[str]] = {}
-    for name in MODELS:
+    for name in names:
         groups.setdefault(builder_group(name), []).append(name)
     return sorted(min(names, key=lambda n: (params.get(n, 0), n)) for names in groups.values())
 
 
-REPRESENTATIVES = _representatives()
+REPRESENTATIVES = _representatives(SEGMENTATION)
+DETECTOR_REPRESENTATIVES = _representatives(DETECTION)
 
 
 def _traced_predict(model: keras.Model):
@@ -93,14 +101,25 @@ def test_every_model_and_builder_is_covered():
     # The contract runs on the registry as collected: a family that registers no builder
     # (an import that silently failed) would make it vacuous.
     families = {registry.registered(name).family for name in MODELS}
-    assert {"unet", "ternausnet", "fpn", "unet_fpn", "fcn", "segnet"} <= families
-    assert len(MODELS) >= 58
+    assert {"unet", "ternausnet", "fpn", "unet_fpn", "fcn", "segnet", "retinanet"} <= families
+    assert len(SEGMENTATION) >= 58 and len(DETECTION) >= 3
     groups = {builder_group(name) for name in REPRESENTATIVES}
     assert len(groups) == len(REPRESENTATIVES) >= 9
     assert "kerasseg.segmentation.fcn:fcn8s" in groups and "kerasseg.segmentation.fpn:fpn" in groups
+    assert {builder_group(name) for name in DETECTOR_REPRESENTATIVES} == {
+        "kerasseg.detection.retinanet:retinanet"
+    }
 
 
-@pytest.mark.parametrize("name", MODELS)
+def _check_params(name: str, model: keras.Model) -> None:
+    recorded = metafiles.load_index().params.get(name)
+    assert model.count_params() == recorded, (
+        f"zoo/params.yml says {recorded} parameters, the model has {model.count_params()}: "
+        f"run `{verify.PARAMS_COMMAND}`"
+    )
+
+
+@pytest.mark.parametrize("name", SEGMENTATION)
 def test_model_contract(name):
     entry = registry.registered(name)
     with keras.StatelessScope():  # build the graph only: no weights to initialise
@@ -111,11 +130,7 @@ def test_model_contract(name):
         for x in _inputs(name):
             y = model.compute_output_spec(keras.KerasTensor(x.shape, "float32"))
             assert y.shape == (*x.shape[:3], classes) and y.dtype == "float32"
-    recorded = metafiles.load_index().params.get(name)
-    assert model.count_params() == recorded, (
-        f"zoo/params.yml says {recorded} parameters, the model has {model.count_params()}: "
-        f"run `{verify.PARAMS_COMMAND}`"
-    )
+    _check_params(name, model)
 
 
 @pytest.mark.parametrize("name", REPRESENTATIVES)
@@ -157,3 +172,94 @@ def test_inference_training_and_keras_round_trip(name, tmp_path):
     for x, y in zip((first, second), expected):
         np.testing.assert_array_equal(np.asarray(loaded(x, training=False)), y)
     np.testing.assert_array_equal(_traced_predict(loaded)(second), _traced_predict(model)(second))
+
+
+# ------------------------------------------------------------------------------ detectors
+
+
+def _level_shapes(model: keras.Model, x: np.ndarray) -> dict[str, list[tuple]]:
+    """The raw output shapes an anchor detector must give for input `x`."""
+    generator = model.anchor_generator
+    sizes = generator.feature_sizes(x.shape[1:3])
+    anchors = generator.num_anchors_per_location()
+    return {
+        "boxes": [(x.shape[0], h, w, a * 4) for (h, w), a in zip(sizes, anchors)],
+        "classes": [(x.shape[0], h, w, a * model.num_classes) for (h, w), a in zip(sizes, anchors)],
+    }
+
+
+def _detector_targets(image: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
+    height, width = image.shape[1:3]
+    boxes = np.array([[[2, 3, width * 0.6, height * 0.7], [0, 0, 0, 0]]], "float32")
+    return {"boxes": boxes, "classes": np.array([[num_classes - 1, -1]], "int32")}
+
+
+@pytest.mark.parametrize("name", DETECTION)
+def test_detector_contract(name):
+    entry = registry.registered(name)
+    with keras.StatelessScope():
+        model = kerasseg.zoo.get(name, weights=None)
+        assert isinstance(model, kerasseg.detection.Detector)
+        assert model.num_classes == entry.default_num_classes
+        assert model.input_shape == (None, *entry.default_input_shape)
+        assert model.input_shape == (None, None, None, 3)
+        for x in _inputs(name):
+            raw = model.compute_output_spec(keras.KerasTensor(x.shape, "float32"))
+            shapes = {key: [tuple(t.shape) for t in maps] for key, maps in raw.items()}
+            assert shapes == _level_shapes(model, x)
+    _check_params(name, model)
+
+
+def _flat(raw: dict) -> list[np.ndarray]:
+    return [np.asarray(t) for key in sorted(raw) for t in raw[key]]
+
+
+@pytest.mark.parametrize("name", DETECTOR_REPRESENTATIVES)
+def test_detector_inference_training_and_keras_round_trip(name, tmp_path):
+    model = _build(name)
+    inputs = _inputs(name)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        spec = tf.TensorSpec([None, None, None, 3], "float32")
+        graph = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        for x in inputs:
+            for traced, eager in zip(_flat(graph(x)), _flat(model(x, training=False))):
+                np.testing.assert_allclose(traced, eager, atol=1e-5)
+    model.score_threshold = 0.0  # keep every candidate: the padded dict fills up
+    for x in inputs:
+        out = model.predict(x, verbose=0)
+        m = model.max_detections
+        assert {k: v.shape for k, v in out.items()} == {
+            "boxes": (1, m, 4),
+            "classes": (1, m),
+            "scores": (1, m),
+            "num_detections": (1,),
+        }
+        n = int(out["num_detections"][0])
+        assert 0 < n <= m and np.all(out["classes"][0, :n] >= 0)
+        assert np.all(out["classes"][0, n:] == -1) and np.all(out["scores"][0, n:] == -1)
+
+    first = inputs[0]
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=True)
+    before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    history = model.fit(first, _detector_targets(first, model.num_classes), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    changed = sum(
+        not np.array_equal(b, keras.ops.convert_to_numpy(w))
+        for b, w in zip(before, model.trainable_weights)
+    )
+    assert changed == len(before), f"{changed} of {len(before)} weights trained"
+
+    expected = [model.predict(x, verbose=0) for x in inputs]
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    assert type(loaded) is type(model) and loaded.name == model.name
+    assert loaded.score_threshold == 0.0
+    for x, y in zip(inputs, expected):
+        got = loaded.predict(x, verbose=0)
+        for key in y:
+            np.testing.assert_array_equal(got[key], y[key], err_msg=key)
+        for a, b in zip(_flat(loaded(x, training=False)), _flat(model(x, training=False))):
+            np.testing.assert_array_equal(a, b)

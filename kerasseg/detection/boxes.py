@@ -1,4 +1,4 @@
-"""Box geometry with `keras.ops`: formats, IoU/GIoU, anchor encoding, clipping, validity.
+"""Box geometry with `keras.ops`: formats, IoU/GIoU/DIoU/CIoU, anchor encoding, clipping, validity.
 
 This module is the one home of box geometry in kerasseg. Every function runs on any Keras
 backend, inside a model or eagerly, and accepts any number of leading (batch) dimensions:
@@ -28,6 +28,7 @@ Each name may be prefixed with ``"rel_"`` for coordinates relative to the image 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +45,8 @@ __all__ = [
     "clip_to_image",
     "convert_format",
     "decode",
+    "elementwise_ciou",
+    "elementwise_diou",
     "elementwise_giou",
     "elementwise_iou",
     "encode",
@@ -266,6 +269,92 @@ def elementwise_giou(boxes1: Any, boxes2: Any) -> Any:
     _check_last_axis(b1, "boxes1")
     _check_last_axis(b2, "boxes2")
     return _giou(b1, b2)
+
+
+def _eps_divide(numerator: Any, denominator: Any, eps: float) -> Any:
+    # `numerator / (denominator + eps)` where the denominator is positive, else 0, with no
+    # NaN or huge gradient at a zero denominator (eps = 0 gives `_safe_divide`).
+    positive = denominator > 0
+    return ops.where(positive, numerator / ops.where(positive, denominator + eps, 1.0), 0.0)
+
+
+def _centre_distance_ratio(b1: Any, b2: Any, eps: float) -> Any:
+    """Squared centre distance over the squared diagonal of the enclosing box, in 0..1."""
+    dx = 0.5 * (b1[..., 0] + b1[..., 2] - b2[..., 0] - b2[..., 2])
+    dy = 0.5 * (b1[..., 1] + b1[..., 3] - b2[..., 1] - b2[..., 3])
+    width = ops.maximum(b1[..., 2], b2[..., 2]) - ops.minimum(b1[..., 0], b2[..., 0])
+    height = ops.maximum(b1[..., 3], b2[..., 3]) - ops.minimum(b1[..., 1], b2[..., 1])
+    diagonal = ops.square(ops.maximum(width, 0.0)) + ops.square(ops.maximum(height, 0.0))
+    return _eps_divide(ops.square(dx) + ops.square(dy), diagonal, eps)
+
+
+def _aspect_angle(boxes: Any) -> Any:
+    """``atan(w / h)`` in 0..pi/2 with sizes clamped at 0: pi/2 for ``h = 0 < w``, 0 for a point."""
+    width = ops.maximum(boxes[..., 2] - boxes[..., 0], 0.0)
+    height = ops.maximum(boxes[..., 3] - boxes[..., 1], 0.0)
+    sized = ops.logical_or(width > 0, height > 0)
+    # Double `where`: atan2's gradient at (0, 0) is 0 / 0.
+    angle = ops.arctan2(ops.where(sized, width, 1.0), ops.where(sized, height, 1.0))
+    return ops.where(sized, angle, 0.0)
+
+
+def _complete_iou(b1: Any, b2: Any, eps: float) -> tuple[Any, Any]:
+    """``(DIoU, CIoU)`` of broadcast xyxy boxes; `eps` as torchvision's losses (0: exact)."""
+    intersection, union = _iou_parts(b1, b2)
+    iou = _eps_divide(intersection, union, eps)
+    diou = iou - _centre_distance_ratio(b1, b2, eps)
+    v = (4.0 / math.pi**2) * ops.square(_aspect_angle(b1) - _aspect_angle(b2))
+    # The trade-off weight is a constant for the gradient (Zheng et al.; torchvision's no_grad).
+    alpha = ops.stop_gradient(_eps_divide(v, 1.0 - iou + v, eps))
+    return diou, diou - alpha * v
+
+
+def elementwise_diou(boxes1: Any, boxes2: Any) -> Any:
+    """Distance IoU of aligned pairs (Zheng et al., 2020).
+
+    $$\\mathrm{DIoU}(A, B) = \\mathrm{IoU}(A, B) - \\frac{\\rho^2(a, b)}{c^2}$$
+
+    where $\\rho(a, b)$ is the distance between the box centres and $c$ the diagonal of the
+    smallest box enclosing $A$ and $B$.
+
+    Args:
+        boxes1: ``(..., 4)`` xyxy boxes.
+        boxes2: ``(..., 4)`` xyxy boxes, broadcast-compatible with `boxes1`.
+
+    Returns:
+        ``(...)`` DIoU in -1..1 (torchvision's ``distance_box_iou`` of each pair). Empty
+        unions and enclosing boxes count as 0 instead of NaN.
+    """
+    b1 = _as_float(boxes1)
+    b2 = _as_float(boxes2, b1.dtype)
+    _check_last_axis(b1, "boxes1")
+    _check_last_axis(b2, "boxes2")
+    return _complete_iou(b1, b2, 0.0)[0]
+
+
+def elementwise_ciou(boxes1: Any, boxes2: Any) -> Any:
+    """Complete IoU of aligned pairs (Zheng et al., 2020): DIoU minus an aspect-ratio term.
+
+    $$\\mathrm{CIoU} = \\mathrm{DIoU} - \\alpha v,\\quad
+      v = \\frac{4}{\\pi^2}\\left(\\arctan\\frac{w_1}{h_1} - \\arctan\\frac{w_2}{h_2}\\right)^2,
+      \\quad \\alpha = \\frac{v}{1 - \\mathrm{IoU} + v}$$
+
+    $\\alpha$ is held constant for the gradient, as in the paper and torchvision.
+
+    Args:
+        boxes1: ``(..., 4)`` xyxy boxes.
+        boxes2: ``(..., 4)`` xyxy boxes, broadcast-compatible with `boxes1`.
+
+    Returns:
+        ``(...)`` CIoU in -2..1 (torchvision's ``complete_box_iou`` of each pair). Finite
+        for degenerate boxes: widths and heights are clamped at 0, a zero-height box has
+        angle $\\pi/2$ (as torchvision) and a zero-size box angle 0 (torchvision: NaN).
+    """
+    b1 = _as_float(boxes1)
+    b2 = _as_float(boxes2, b1.dtype)
+    _check_last_axis(b1, "boxes1")
+    _check_last_axis(b2, "boxes2")
+    return _complete_iou(b1, b2, 0.0)[1]
 
 
 def clip_to_image(boxes: Any, image_shape: Any) -> Any:

@@ -8,14 +8,16 @@ builders (``fpn_resnet34`` ...) to the module and to the zoo.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import keras
 
 from kerasseg import encoders
-from kerasseg.layers.checks import DivisibleSizeCheck, check_input_shape
+from kerasseg.encoders.features import (  # noqa: F401  (re-exported for the builders)
+    ENCODER_STRIDE,
+    encoder_features,
+)
 from kerasseg.registry import register_model
 from kerasseg.segmentation.checks import (  # noqa: F401  (re-exported for the builders)
     check_choice,
@@ -23,9 +25,6 @@ from kerasseg.segmentation.checks import (  # noqa: F401  (re-exported for the b
     check_positive_int,
     check_rate,
 )
-
-#: Total stride of every encoder (five 2x downsamplings); inputs must be multiples of it.
-ENCODER_STRIDE = 32
 
 
 def check_decoder_channels(decoder_channels: Any, blocks: int = 5) -> tuple[int, ...]:
@@ -42,47 +41,6 @@ def check_decoder_channels(decoder_channels: Any, blocks: int = 5) -> tuple[int,
     for value in channels:
         check_positive_int(value, "decoder_channels")
     return channels
-
-
-def encoder_features(
-    encoder: str,
-    input_shape: tuple[int | None, int | None, int],
-    *,
-    weights: str | os.PathLike | None = None,
-    trainable: bool = True,
-    include_stride_1: bool = False,
-) -> tuple[Any, list[Any]]:
-    """The model input, its size check, and the encoder's features.
-
-    Args:
-        encoder: Encoder name (see `kerasseg.encoders.list_encoders`).
-        input_shape: Checked (H, W, C); static H and W must be multiples of 32.
-        weights: Passed to `kerasseg.encoders.get`.
-        trainable: The encoder's ``trainable`` flag (False freezes it, BN included).
-        include_stride_1: Also return the encoder's full-resolution feature (VGG only).
-
-    Returns:
-        ``(inputs, features)``: the `keras.Input` (images in 0..255) and the features at
-        strides (1,) 2, 4, 8, 16, 32, finest first.
-
-    Raises:
-        ValueError: for an unknown encoder or a static size not divisible by 32 (naming the
-            nearest valid sizes). The model raises the same error for such an input at call
-            time.
-    """
-    encoders.spec(encoder)  # unknown names raise here, with suggestions
-    reason = f"the {encoder} encoder halves the size 5 times"
-    check_input_shape(input_shape, ENCODER_STRIDE, reason)
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = DivisibleSizeCheck(ENCODER_STRIDE, reason=reason, name="size_check")(inputs)
-    backbone = encoders.get(
-        encoder,
-        input_shape=input_shape,
-        weights=weights,
-        include_stride_1=include_stride_1,
-        trainable=trainable,
-    )
-    return inputs, list(backbone(x))
 
 
 def register_encoder_variants(

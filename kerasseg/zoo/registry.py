@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 # Modules whose import registers builders. The zoo sits above the architectures in the
 # dependency order, so it may import them; they only ever import `kerasseg.registry`.
-_BUILDER_MODULES = ("kerasseg.segmentation",)
+_BUILDER_MODULES = ("kerasseg.segmentation", "kerasseg.detection")
 
 _builders_loaded = False
 

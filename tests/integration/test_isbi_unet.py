@@ -25,7 +25,7 @@ CASES = {
     # model: (builder overrides, epochs, steps per epoch, learning rate). TernausNet and FPN
     # need 180-400 steps (8-6 minutes here) to pass the baseline: their zoo recipes
     # (unet11.isbi2012, fpn_resnet34.isbi2012) are those runs, with the measured scores.
-    "unet": ({"filters": 16}, 3, 20, 2e-3),
+    "unet": ({"filters": 16}, 2, 20, 2e-3),  # 0.72 measured (baseline 0.61)
 }
 
 
