@@ -33,6 +33,8 @@ def test_import_kerasseg_registers_serializables_but_loads_heavy_parts_lazily():
     assert loaded == []
     assert "kerasseg>DivisibleSizeCheck" in registered
     assert "kerasseg>NonMaxSuppression" in registered
+    # A saved detector is an instance of its family's model class.
+    assert {"kerasseg>RetinaNet", "kerasseg>DetectionDecoder"} <= set(registered)
     assert lazy_ok
 
 

@@ -6,7 +6,8 @@ initialising its weights):
 
 * is built for the dynamic input shape and maps two different static sizes, multiples of
   its registered ``input_multiple``, to maps of the same size with the default classes
-  (a detector: to one raw output map per level and anchor, of the anchors' sizes);
+  (a detector: to one raw output map per level and anchor, of the anchors' sizes; a
+  detector of fixed input size, `FIXED_SIZE`, is built for that size and run on it twice);
 * has the parameter count generated into ``zoo/params.yml``.
 
 One model per builder (`test_inference_training_and_keras_round_trip`; the smallest of each
@@ -41,6 +42,8 @@ MODELS = registry.list_registered()
 TASKS = {name: registry.registered(name).task for name in MODELS}
 SEGMENTATION = [name for name in MODELS if TASKS[name] == "segmentation"]
 DETECTION = [name for name in MODELS if TASKS[name] == "detection"]
+#: Detectors with a fixed input size (their registered `input_shape`), not a dynamic one.
+FIXED_SIZE = {"ssd300_vgg16"}
 
 
 def builder_group(name: str) -> str:
@@ -86,6 +89,9 @@ def _inputs(name: str) -> tuple[np.ndarray, np.ndarray]:
     entry = registry.registered(name)
     step, channels = entry.input_multiple or 1, entry.default_input_shape[-1]
     rng = np.random.default_rng(1)
+    if name in FIXED_SIZE:  # the one size it takes, twice
+        shape = (1, *entry.default_input_shape)
+        return tuple(rng.uniform(0, 255, shape).astype("float32") for _ in range(2))
     return (
         rng.uniform(0, 255, (1, step, 2 * step, channels)).astype("float32"),
         rng.uniform(0, 255, (1, 2 * step, step, channels)).astype("float32"),
@@ -101,13 +107,16 @@ def test_every_model_and_builder_is_covered():
     # The contract runs on the registry as collected: a family that registers no builder
     # (an import that silently failed) would make it vacuous.
     families = {registry.registered(name).family for name in MODELS}
-    assert {"unet", "ternausnet", "fpn", "unet_fpn", "fcn", "segnet", "retinanet"} <= families
+    expected = {"unet", "ternausnet", "fpn", "unet_fpn", "fcn", "segnet", "retinanet", "ssd"}
+    assert expected <= families
     assert len(SEGMENTATION) >= 58 and len(DETECTION) >= 3
     groups = {builder_group(name) for name in REPRESENTATIVES}
     assert len(groups) == len(REPRESENTATIVES) >= 9
     assert "kerasseg.segmentation.fcn:fcn8s" in groups and "kerasseg.segmentation.fpn:fpn" in groups
     assert {builder_group(name) for name in DETECTOR_REPRESENTATIVES} == {
-        "kerasseg.detection.retinanet:retinanet"
+        "kerasseg.detection.retinanet:retinanet",
+        "kerasseg.detection.ssd:ssd",
+        "kerasseg.detection.ssd:ssd300",
     }
 
 
@@ -182,16 +191,23 @@ def _level_shapes(model: keras.Model, x: np.ndarray) -> dict[str, list[tuple]]:
     generator = model.anchor_generator
     sizes = generator.feature_sizes(x.shape[1:3])
     anchors = generator.num_anchors_per_location()
+    # A softmax decoder reads a background column before the classes (SSD).
+    columns = model.num_classes + (model.decoder.activation == "softmax")
     return {
         "boxes": [(x.shape[0], h, w, a * 4) for (h, w), a in zip(sizes, anchors)],
-        "classes": [(x.shape[0], h, w, a * model.num_classes) for (h, w), a in zip(sizes, anchors)],
+        "classes": [(x.shape[0], h, w, a * columns) for (h, w), a in zip(sizes, anchors)],
     }
 
 
-def _detector_targets(image: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
-    height, width = image.shape[1:3]
-    boxes = np.array([[[2, 3, width * 0.6, height * 0.7], [0, 0, 0, 0]]], "float32")
-    return {"boxes": boxes, "classes": np.array([[num_classes - 1, -1]], "int32")}
+def _detector_targets(model: keras.Model, image: np.ndarray) -> dict[str, np.ndarray]:
+    """One box per level, the level's first anchor (so that heads not shared between levels
+    all get a positive), and a padding row."""
+    levels = model.anchor_generator.per_level(image.shape[1:3])
+    boxes = np.stack([keras.ops.convert_to_numpy(anchors[0]) for anchors in levels])
+    boxes = np.concatenate([boxes, np.zeros((1, 4), "float32")])[None]
+    classes = np.full((1, len(boxes[0])), model.num_classes - 1, "int32")
+    classes[0, -1] = -1
+    return {"boxes": boxes, "classes": classes}
 
 
 @pytest.mark.parametrize("name", DETECTION)
@@ -202,7 +218,7 @@ def test_detector_contract(name):
         assert isinstance(model, kerasseg.detection.Detector)
         assert model.num_classes == entry.default_num_classes
         assert model.input_shape == (None, *entry.default_input_shape)
-        assert model.input_shape == (None, None, None, 3)
+        assert model.input_shape == (None, None, None, 3) or name in FIXED_SIZE
         for x in _inputs(name):
             raw = model.compute_output_spec(keras.KerasTensor(x.shape, "float32"))
             shapes = {key: [tuple(t.shape) for t in maps] for key, maps in raw.items()}
@@ -243,7 +259,7 @@ def test_detector_inference_training_and_keras_round_trip(name, tmp_path):
     first = inputs[0]
     model.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=True)
     before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
-    history = model.fit(first, _detector_targets(first, model.num_classes), epochs=1, verbose=0)
+    history = model.fit(first, _detector_targets(model, first), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     changed = sum(
         not np.array_equal(b, keras.ops.convert_to_numpy(w))

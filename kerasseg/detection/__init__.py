@@ -14,7 +14,7 @@ import importlib.util
 from kerasseg.detection import box_formats, boxes_np, format
 
 if importlib.util.find_spec("keras") is not None:
-    from kerasseg.detection import anchors, boxes, losses, matching, nms, retinanet
+    from kerasseg.detection import anchors, boxes, losses, matching, nms, retinanet, ssd
     from kerasseg.detection.anchors import AnchorGenerator
     from kerasseg.detection.boxes import BoxCoder
     from kerasseg.detection.detector import AnchorDetector, Detector
@@ -26,8 +26,10 @@ if importlib.util.find_spec("keras") is not None:
     )
     from kerasseg.detection.postprocess import DetectionDecoder
     from kerasseg.detection.retinanet import RetinaNet
+    from kerasseg.detection.ssd import SSD
 
 __all__ = [
+    "SSD",
     "AnchorDetector",
     "AnchorGenerator",
     "BoxCoder",
@@ -47,4 +49,5 @@ __all__ = [
     "non_max_suppression",
     "retinanet",
     "soft_nms",
+    "ssd",
 ]

@@ -240,11 +240,19 @@ class Detector(keras.Model):
 
     def compute_metrics(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None) -> Any:
         if getattr(self, "_in_train_step", False):
+            if self._compile_metrics is not None and not self._compile_metrics.built:
+                # Built on the shapes they will see in validation (Keras reads every
+                # metric's result at the end of an epoch, updated or not).
+                truth = pack_ground_truth(y)
+                shape = (ops.shape(truth)[0], self.decoder.max_detections, 6)
+                self._compile_metrics.build(truth, ops.zeros(shape))
             return {m.name: m.result() for m in self.metrics if m is not self._compile_metrics}
         if self._compile_metrics is None:
             return self.get_metrics_result()
-        detections = self.decode(y_pred, x)
-        self._compile_metrics.update_state(pack_ground_truth(y), pack_detections(detections))
+        truth, detections = pack_ground_truth(y), pack_detections(self.decode(y_pred, x))
+        if not self._compile_metrics.built:  # Keras would build it on the raw outputs
+            self._compile_metrics.build(truth, detections)
+        self._compile_metrics.update_state(truth, detections)
         return self.get_metrics_result()
 
     def make_train_function(self, force: bool = False) -> Any:

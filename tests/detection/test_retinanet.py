@@ -205,23 +205,29 @@ def test_empty_and_degenerate_targets_give_finite_losses_and_gradients():
 
 
 def test_bad_targets_are_named():
-    model = retinanet("resnet18", num_classes=NUM_CLASSES, **TINY)
-    model.compile(optimizer="adam")
     images, targets = synthetic_batch()
     with pytest.raises(ValueError, match=re.escape("got ['boxes']")):
-        model.fit(images, {"boxes": targets["boxes"]}, epochs=1, verbose=0)
+        check_targets({"boxes": targets["boxes"]}, NUM_CLASSES)
     with pytest.raises(ValueError, match=re.escape("`y['boxes']` must have shape (B, M, 4)")):
-        model.fit(images, {**targets, "boxes": targets["boxes"][..., :3]}, epochs=1, verbose=0)
-    too_big = {**targets, "classes": np.where(targets["classes"] >= 0, NUM_CLASSES, -1)}
-    with pytest.raises(Exception, match=re.escape("must hold class ids in [0, 3)")):
-        model.fit(images, too_big, epochs=1, verbose=0)
+        check_targets({**targets, "boxes": targets["boxes"][..., :3]}, NUM_CLASSES)
+    with pytest.raises(ValueError, match=re.escape("`y['classes']` has 3")):
+        check_targets({**targets, "classes": targets["classes"][:, :3]}, NUM_CLASSES)
     boxes = targets["boxes"].copy()
     boxes[1, 0, 2] = np.nan
     with pytest.raises(Exception, match="must be finite for every labelled box"):
-        model.fit(images, {**targets, "boxes": boxes}, epochs=1, verbose=0)
+        check_targets({**targets, "boxes": boxes}, NUM_CLASSES)
+    # Inside fit's traced step the value checks are assertions that stop training.
+    model = retinanet("resnet18", num_classes=NUM_CLASSES, **TINY)
+    model.compile(optimizer="adam")
     with pytest.raises(ValueError, match="Detectors take no `sample_weight`"):
-        model.fit(images, targets, sample_weight=np.ones(4), epochs=1, verbose=0)
-    # After all that, good targets train the same model.
+        model.compute_loss(images, targets, model(images), sample_weight=np.ones(4))
+    too_big = {**targets, "classes": np.where(targets["classes"] >= 0, NUM_CLASSES, -1)}
+    with pytest.raises(Exception, match=re.escape("must hold class ids in [0, 3)")):
+        model.fit(images, too_big, epochs=1, verbose=0)
+    # A first trace that stopped at bad targets leaves the model trainable.
+    model.compile(optimizer="adam")
+    with pytest.raises(ValueError, match=re.escape("got ['boxes']")):
+        model.fit(images, {"boxes": targets["boxes"]}, epochs=1, verbose=0)
     assert np.isfinite(model.fit(images, targets, epochs=1, verbose=0).history["loss"][0])
 
 
@@ -269,3 +275,29 @@ def test_the_backbone_takes_encoder_weights_as_the_zoo_passes_them(tmp_path):
     nested = model.network.get_layer("resnet18")
     for a, b in zip(nested.get_weights(), encoder.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_map_in_fit_logs_from_a_compiled_metric_and_from_the_callback(trained):
+    """The compiled metric sees decoded detections in validation; it agrees with the
+    callback, which predicts the same images with the same weights after the epoch."""
+    model, images, targets, _ = trained
+    model.score_threshold = 0.05
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-4),
+        metrics=[kerasseg.metrics.MeanAveragePrecision(num_classes=NUM_CLASSES)],
+    )
+    callback = kerasseg.callbacks.MeanAveragePrecisionCallback(
+        (images, targets), prefix="callback_", num_classes=NUM_CLASSES, batch_size=2
+    )
+    history = model.fit(
+        images,
+        targets,
+        validation_data=(images, targets),
+        epochs=1,
+        callbacks=[callback],
+        verbose=0,
+    ).history
+    assert "map" not in history  # training batches are not decoded
+    assert 0.0 <= history["val_map"][0] <= 1.0
+    assert history["val_map"][0] == pytest.approx(history["callback_map"][0], abs=1e-6)
+    assert history["val_map"][0] > 0  # the few training steps found some objects

@@ -210,16 +210,12 @@ def test_bad_arguments(kwargs, message):
         segnet(**kwargs)
 
 
-def test_fit_reduces_loss_and_save_load_gives_identical_predictions(tmp_path):
+def test_fit_reduces_loss():
+    # Graph-mode training (the max-unpooling indices through Grappler); the .keras round
+    # trip of segnet_vgg11 is the model contract's (tests/test_model_contract.py).
     images, masks = synthetic_shapes(8, (32, 32), num_classes=2, seed=3)
     keras.utils.set_random_seed(0)
     model = kerasseg.zoo.get("segnet_vgg11", weights=None, num_classes=3, width=0.25)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
     history = model.fit(images, masks, epochs=4, batch_size=4, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
-    path = tmp_path / "segnet.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path, safe_mode=True)
-    np.testing.assert_array_equal(
-        model.predict(images, verbose=0), loaded.predict(images, verbose=0)
-    )

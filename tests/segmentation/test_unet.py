@@ -90,16 +90,11 @@ def test_bad_arguments(kwargs, message):
         kerasseg.zoo.get("unet", weights=None, **kwargs)
 
 
-def test_fit_reduces_loss_and_save_load_gives_identical_predictions(tmp_path):
+def test_fit_reduces_loss():
+    # The .keras round trip of `unet` is the model contract's (tests/test_model_contract.py).
     images, masks = synthetic_shapes(8, (32, 32), seed=1)
     keras.utils.set_random_seed(0)
     model = kerasseg.zoo.get("unet", weights=None, filters=8, depth=2, dropout=0.1)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="binary_crossentropy")
     history = model.fit(images, masks.astype("float32"), epochs=5, batch_size=4, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
-    path = tmp_path / "unet.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path, safe_mode=True)
-    np.testing.assert_array_equal(
-        model.predict(images, verbose=0), loaded.predict(images, verbose=0)
-    )
