@@ -290,15 +290,13 @@ def assign_targets(
         gt_ignore: Optional ``(B, M)`` bool, True for gt boxes to ignore.
 
     Returns:
-        A dict of
-
-        - ``"matches"``: ``(B, N)`` int32, a gt index or ``BELOW_LOW_THRESHOLD`` (-1) or
-          ``BETWEEN_THRESHOLDS`` (-2, also for anchors matched to an ignored gt);
-        - ``"boxes"``: ``(B, N, 4)`` float, the matched gt box, 0 where unmatched;
-        - ``"classes"``: ``(B, N)`` int32, the matched class, -1 background, -2 ignored;
-        - ``"positive"``: ``(B, N)`` bool, matched to a gt;
-        - ``"negative"``: ``(B, N)`` bool, background (trainable negatives);
-        - ``"num_positives"``: ``(B,)`` float32, positives per image.
+        A dict: ``"matches"`` ``(B, N)`` int32, a gt index or ``BELOW_LOW_THRESHOLD`` (-1)
+        or ``BETWEEN_THRESHOLDS`` (-2, also for anchors matched to an ignored gt);
+        ``"boxes"`` ``(B, N, 4)`` float, the matched gt box, 0 where unmatched;
+        ``"classes"`` ``(B, N)`` int32, the matched class, -1 background, -2 ignored;
+        ``"positive"`` ``(B, N)`` bool, matched to a gt; ``"negative"`` ``(B, N)`` bool,
+        background (trainable negatives); ``"num_positives"`` ``(B,)`` float32, positives
+        per image.
     """
     gt_boxes = _as_float(gt_boxes)
     gt_classes = ops.cast(ops.convert_to_tensor(gt_classes), "int32")

@@ -64,10 +64,9 @@ class DetectionDecoder(keras.layers.Layer):
         anchors: Per level, ``(N_l, 4)`` xyxy anchors in pixels.
         image_shape: ``(height, width)`` of the input images (ints or scalar tensors).
 
-    Returns:
-        ``{"boxes": (B, M, 4) float32 xyxy pixels, "classes": (B, M) int32, "scores": (B, M)
-        float32 in [0, 1], "num_detections": (B,) int32}``, best first, padded with class
-        -1 and score -1.
+    The call returns ``{"boxes": (B, M, 4) float32 xyxy pixels, "classes": (B, M) int32,
+    "scores": (B, M) float32 in [0, 1], "num_detections": (B,) int32}``, best first, padded
+    with class -1 and score -1.
     """
 
     def __init__(
