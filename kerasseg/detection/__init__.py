@@ -3,7 +3,7 @@
 `format` defines the dense padded dict every part exchanges (keys, padding, packing);
 `boxes` is the one home of box geometry (`keras.ops`; `boxes_np` is its NumPy twin),
 `anchors` generates multi-level anchors, `nms` holds greedy / class-aware / Soft-NMS and
-the `NonMaxSuppression` layer. The detectors (`retinanet`, ...) are `detector.Detector`
+the `NonMaxSuppression` layer. The detectors (`retinanet`, `ssd`, `yolov8`, ...) are `detector.Detector`
 models built from `matching`, `losses`, `necks`, `heads` and `postprocess`; importing this
 package registers their builders in the zoo. `format`, `box_formats` and `boxes_np` need no Keras: the
 NumPy evaluator imports them in an environment without it.
@@ -14,7 +14,17 @@ import importlib.util
 from kerasseg.detection import box_formats, boxes_np, format
 
 if importlib.util.find_spec("keras") is not None:
-    from kerasseg.detection import anchors, boxes, losses, matching, nms, retinanet, ssd
+    from kerasseg.detection import (
+        anchors,
+        assigners,
+        boxes,
+        losses,
+        matching,
+        nms,
+        retinanet,
+        ssd,
+        yolov8,
+    )
     from kerasseg.detection.anchors import AnchorGenerator
     from kerasseg.detection.boxes import BoxCoder
     from kerasseg.detection.detector import AnchorDetector, Detector
@@ -27,6 +37,7 @@ if importlib.util.find_spec("keras") is not None:
     from kerasseg.detection.postprocess import DetectionDecoder
     from kerasseg.detection.retinanet import RetinaNet
     from kerasseg.detection.ssd import SSD
+    from kerasseg.detection.yolov8 import YOLOv8
 
 __all__ = [
     "SSD",
@@ -37,7 +48,9 @@ __all__ = [
     "Detector",
     "NonMaxSuppression",
     "RetinaNet",
+    "YOLOv8",
     "anchors",
+    "assigners",
     "batched_nms",
     "box_formats",
     "boxes",
@@ -50,4 +63,5 @@ __all__ = [
     "retinanet",
     "soft_nms",
     "ssd",
+    "yolov8",
 ]

@@ -1,5 +1,9 @@
 """Necks: what turns a backbone's features into the levels a detection head reads.
 
+`path_aggregation` is YOLOv8's PAN (Liu et al., 2018, in ultralytics' layout): a top-down
+pass (nearest 2x upsampling, concatenation, C2f) followed by a bottom-up pass (stride-2
+conv, concatenation, C2f) over C3-C5.
+
 `feature_pyramid` is the detection FPN of Lin et al. (2017) with RetinaNet's two extra
 levels, laid out as torchvision's ``FeaturePyramidNetwork`` + ``LastLevelP6P7`` so that
 its weights convert one to one: lateral 1x1 convolutions, nearest 2x top-down
@@ -15,7 +19,9 @@ from typing import Any
 import keras
 from keras import layers
 
-__all__ = ["conv", "feature_pyramid", "kaiming_uniform"]
+from kerasseg.detection.darknet import c2f_block, conv_bn_silu
+
+__all__ = ["conv", "feature_pyramid", "kaiming_uniform", "path_aggregation"]
 
 
 def kaiming_uniform() -> keras.initializers.Initializer:
@@ -119,3 +125,45 @@ def feature_pyramid(
         source = conv(channels, 3, strides=2, name=f"{name}_p{level}")(source)
         outputs.append(source)
     return outputs
+
+
+def path_aggregation(
+    features: Sequence[Any],
+    top_down_repeats: int = 1,
+    bottom_up_repeats: int = 1,
+    name: str = "pan",
+) -> list[Any]:
+    """YOLOv8's path-aggregation neck on C3, C4, C5 (strides 8, 16, 32).
+
+    Every output keeps its input's channels. Concatenations put the resampled map first,
+    as ultralytics does, so converted weights line up.
+
+    Args:
+        features: ``[C3, C4, C5]``, ``(B, H_l, W_l, C_l)``, finest first.
+        top_down_repeats: Bottlenecks of the top-down C2f blocks.
+        bottom_up_repeats: Bottlenecks of the bottom-up C2f blocks (ultralytics: as top-down;
+            keras-cv's YOLOV8Detector: 2).
+        name: Layer name prefix.
+
+    Returns:
+        ``[P3, P4, P5]`` with the channels of ``[C3, C4, C5]``.
+    """
+    if len(features) != 3:
+        raise ValueError(f"`features` must be [C3, C4, C5], got {len(features)} tensors.")
+    c3, c4, c5 = features
+    ch3, ch4, ch5 = (f.shape[-1] for f in features)
+
+    def up(x: Any, level: int) -> Any:
+        return layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_up{level}")(x)
+
+    def merge(parts: list[Any], filters: int, repeats: int, block: str) -> Any:
+        x = layers.Concatenate(name=f"{block}_merge")(parts)
+        return c2f_block(x, filters, repeats, shortcut=False, name=block)
+
+    t4 = merge([up(c5, 4), c4], ch4, top_down_repeats, f"{name}_td4")
+    p3 = merge([up(t4, 3), c3], ch3, top_down_repeats, f"{name}_td3")
+    down3 = conv_bn_silu(p3, ch3, 3, strides=2, name=f"{name}_down3")
+    p4 = merge([down3, t4], ch4, bottom_up_repeats, f"{name}_bu4")
+    down4 = conv_bn_silu(p4, ch4, 3, strides=2, name=f"{name}_down4")
+    p5 = merge([down4, c5], ch5, bottom_up_repeats, f"{name}_bu5")
+    return [p3, p4, p5]

@@ -25,11 +25,17 @@ from kerasseg.detection.format import BOXES, CLASSES, NUM_DETECTIONS, PAD_CLASS,
 from kerasseg.detection.nms import batched_nms
 from kerasseg.utils.checks import check_choice, check_positive_int
 
-__all__ = ["ACTIVATIONS", "PAD_SCORE", "DetectionDecoder"]
+__all__ = ["ACTIVATIONS", "BOX_ENCODINGS", "PAD_SCORE", "DetectionDecoder"]
 
-#: ``"sigmoid"``: independent class probabilities (RetinaNet, YOLO); ``"softmax"``: a
-#: distribution whose column 0 is the background (SSD, Fast R-CNN), dropped from the scores.
-ACTIVATIONS = ("sigmoid", "softmax")
+#: ``"sigmoid"``: independent class probabilities (RetinaNet, YOLOv8); ``"softmax"``: a
+#: distribution whose column 0 is the background (SSD, Fast R-CNN), dropped from the scores;
+#: ``"none"``: the class outputs already are scores in [0, 1] (the grid YOLO's objectness
+#: times class probability).
+ACTIVATIONS = ("sigmoid", "softmax", "none")
+#: ``"deltas"``: box outputs are offsets that the box coder decodes against anchors;
+#: ``"xyxy"``: they already are boxes in pixels (anchor-free and grid detectors decode their
+#: own parametrisation, which is cheap next to the network), and no anchors are needed.
+BOX_ENCODINGS = ("deltas", "xyxy")
 #: Score of a padding row in a detector's output.
 PAD_SCORE = -1.0
 
@@ -50,6 +56,7 @@ class DetectionDecoder(keras.layers.Layer):
             training targets; default unit variances (RetinaNet).
         activation: One of `ACTIVATIONS`. With ``"softmax"`` the class outputs have
             ``C + 1`` columns, background first.
+        box_encoding: One of `BOX_ENCODINGS`.
         score_threshold: Candidates with a score at or below are dropped.
         iou_threshold: NMS IoU above which a box of the same class is suppressed.
         max_detections: Detections per image ``M`` (the output length).
@@ -61,7 +68,8 @@ class DetectionDecoder(keras.layers.Layer):
     Call arguments:
         box_outputs: Per level, ``(B, N_l, 4)`` encoded box predictions.
         class_outputs: Per level, ``(B, N_l, C)`` (or ``C + 1``) class logits.
-        anchors: Per level, ``(N_l, 4)`` xyxy anchors in pixels.
+        anchors: Per level, ``(N_l, 4)`` xyxy anchors in pixels; None with
+            ``box_encoding="xyxy"``.
         image_shape: ``(height, width)`` of the input images (ints or scalar tensors).
 
     The call returns ``{"boxes": (B, M, 4) float32 xyxy pixels, "classes": (B, M) int32,
@@ -74,6 +82,7 @@ class DetectionDecoder(keras.layers.Layer):
         num_classes: int,
         box_coder: BoxCoder | dict | None = None,
         activation: str = "sigmoid",
+        box_encoding: str = "deltas",
         score_threshold: float = 0.05,
         iou_threshold: float = 0.5,
         max_detections: int = 100,
@@ -91,6 +100,7 @@ class DetectionDecoder(keras.layers.Layer):
             box_coder = BoxCoder.from_config(box_coder)
         self.box_coder = box_coder or BoxCoder()
         self.activation = check_choice(activation, ACTIVATIONS, "activation")
+        self.box_encoding = check_choice(box_encoding, BOX_ENCODINGS, "box_encoding")
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
         self.max_detections = max_detections
@@ -142,6 +152,8 @@ class DetectionDecoder(keras.layers.Layer):
             )
         if self.activation == "softmax":
             return ops.softmax(logits, axis=-1)[..., 1:]
+        if self.activation == "none":
+            return logits
         return ops.sigmoid(logits)
 
     def _level_candidates(self, deltas: Any, logits: Any, anchors: Any) -> tuple[Any, Any, Any]:
@@ -166,22 +178,26 @@ class DetectionDecoder(keras.layers.Layer):
                 ops.arange(ops.shape(flat)[1])[None] % self.num_classes, ops.shape(flat)
             )
         else:
-            anchor_index = ops.minimum(order // self.num_classes, ops.shape(anchors)[0] - 1)
+            # The filler candidates past the level's end point at its last box.
+            anchor_index = ops.minimum(order // self.num_classes, ops.shape(deltas)[1] - 1)
             classes = order % self.num_classes
-        level_deltas = ops.take_along_axis(
-            ops.cast(deltas, "float32"), anchor_index[..., None], axis=1
-        )
-        level_anchors = ops.take(ops.cast(anchors, "float32"), anchor_index, axis=0)
-        boxes = self.box_coder.decode(level_deltas, level_anchors)
+        boxes = ops.take_along_axis(ops.cast(deltas, "float32"), anchor_index[..., None], axis=1)
+        if self.box_encoding == "deltas":
+            level_anchors = ops.take(ops.cast(anchors, "float32"), anchor_index, axis=0)
+            boxes = self.box_coder.decode(boxes, level_anchors)
         return boxes, top_scores, ops.cast(classes, "int32")
 
     def call(
         self,
         box_outputs: Sequence[Any],
         class_outputs: Sequence[Any],
-        anchors: Sequence[Any],
+        anchors: Sequence[Any] | None,
         image_shape: Sequence[Any],
     ) -> dict[str, Any]:
+        if anchors is None:
+            if self.box_encoding == "deltas":
+                raise ValueError("`anchors` are needed to decode box_encoding='deltas'.")
+            anchors = [None] * len(box_outputs)
         if not len(box_outputs) == len(class_outputs) == len(anchors):
             raise ValueError(
                 "`box_outputs`, `class_outputs` and `anchors` must have one entry per level; "
@@ -223,6 +239,7 @@ class DetectionDecoder(keras.layers.Layer):
             num_classes=self.num_classes,
             box_coder=self.box_coder.get_config(),
             activation=self.activation,
+            box_encoding=self.box_encoding,
             score_threshold=self.score_threshold,
             iou_threshold=self.iou_threshold,
             max_detections=self.max_detections,
