@@ -36,7 +36,7 @@ import numpy as np
 import pytest
 
 import kerasseg
-from kerasseg.detection import AnchorDetector, YOLOv8
+from kerasseg.detection import AnchorDetector, YOLOv2, YOLOv8
 from kerasseg.zoo import metafiles, registry, verify
 
 MODELS = registry.list_registered()
@@ -108,7 +108,8 @@ def test_every_model_and_builder_is_covered():
     # The contract runs on the registry as collected: a family that registers no builder
     # (an import that silently failed) would make it vacuous.
     families = {registry.registered(name).family for name in MODELS}
-    expected = {"unet", "ternausnet", "fpn", "unet_fpn", "fcn", "segnet", "retinanet", "ssd"}
+    expected = {"unet", "ternausnet", "fpn", "unet_fpn", "fcn", "segnet"}
+    expected |= {"retinanet", "ssd", "yolov2", "yolov8"}
     assert expected <= families
     assert len(SEGMENTATION) >= 58 and len(DETECTION) >= 3
     groups = {builder_group(name) for name in REPRESENTATIVES}
@@ -118,6 +119,8 @@ def test_every_model_and_builder_is_covered():
         "kerasseg.detection.retinanet:retinanet",
         "kerasseg.detection.ssd:ssd",
         "kerasseg.detection.ssd:ssd300",
+        "kerasseg.detection.yolo:yolov2",
+        "kerasseg.detection.yolov8:yolov8",
     }
 
 
@@ -194,6 +197,13 @@ def _level_shapes(model: keras.Model, x: np.ndarray) -> dict[str, list[tuple]]:
         return {
             "boxes": [(x.shape[0], h, w, 4 * model.reg_max) for h, w in sizes],
             "classes": [(x.shape[0], h, w, model.num_classes) for h, w in sizes],
+        }
+    if isinstance(model, YOLOv2):
+        h, w, a = x.shape[1] // model.stride, x.shape[2] // model.stride, len(model.anchors)
+        return {
+            "boxes": [(x.shape[0], h, w, 4 * a)],
+            "objectness": [(x.shape[0], h, w, a)],
+            "classes": [(x.shape[0], h, w, a * model.num_classes)],
         }
     assert isinstance(model, AnchorDetector), f"add {type(model).__name__}'s outputs here"
     generator = model.anchor_generator

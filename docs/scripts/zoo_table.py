@@ -37,6 +37,10 @@ def _metrics(records) -> str:
     return "; ".join(parts)
 
 
+def _digest(file) -> str:
+    return f"SHA-256 `{file.sha256}`" if file.sha256 else f"SHA-256 prefix `{file.sha256_prefix}`"
+
+
 def _family(index, family: str, root: Path) -> str:
     listed = index.families.get(family)
     if listed is None or listed.metafile is None:
@@ -86,6 +90,23 @@ def render(index) -> str:
             )
     else:
         lines.append("None listed yet.")
+    converted = [w for card in index.models.values() for w in card.converted_weights.values()]
+    lines += ["", "### Converted weights", ""]
+    if converted:
+        lines += [
+            "| weights | file | hash checked | size (MB) | num_classes | data | licence | "
+            "published metrics |",
+            "|---|---|---|---:|---:|---|---|---|",
+        ]
+        for weights in sorted(converted, key=lambda w: w.name):
+            file = weights.file
+            lines.append(
+                f"| `{weights.name}` | [{file.filename}]({file.url}) | {_digest(file)} | "
+                f"{_cell(file.size_mb)} | {weights.num_classes} | {_cell(weights.dataset)} | "
+                f"{_cell(weights.licence)} | {_cell(_metrics(weights.metrics))} |"
+            )
+    else:
+        lines.append("None listed yet.")
     lines += [
         "",
         "### Encoder weights",
@@ -96,13 +117,8 @@ def render(index) -> str:
     for name in sorted(index.encoder_weights):
         weights = index.encoder_weights[name]
         file = weights.file
-        digest = (
-            f"SHA-256 `{file.sha256}`"
-            if file.sha256
-            else (f"SHA-256 prefix `{file.sha256_prefix}`")
-        )
         lines.append(
-            f"| `{name}` | [{file.filename}]({file.url}) | {digest} | {_cell(file.size_mb)} | "
+            f"| `{name}` | [{file.filename}]({file.url}) | {_digest(file)} | {_cell(file.size_mb)} | "
             f"{_cell(weights.licence)} | {_cell(_metrics(weights.metrics))} |"
         )
     return "\n".join(lines) + "\n"

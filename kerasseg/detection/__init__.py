@@ -23,6 +23,7 @@ if importlib.util.find_spec("keras") is not None:
         nms,
         retinanet,
         ssd,
+        yolo,
         yolov8,
     )
     from kerasseg.detection.anchors import AnchorGenerator
@@ -37,6 +38,7 @@ if importlib.util.find_spec("keras") is not None:
     from kerasseg.detection.postprocess import DetectionDecoder
     from kerasseg.detection.retinanet import RetinaNet
     from kerasseg.detection.ssd import SSD
+    from kerasseg.detection.yolo import YOLOv2
     from kerasseg.detection.yolov8 import YOLOv8
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "Detector",
     "NonMaxSuppression",
     "RetinaNet",
+    "YOLOv2",
     "YOLOv8",
     "anchors",
     "assigners",
@@ -63,5 +66,6 @@ __all__ = [
     "retinanet",
     "soft_nms",
     "ssd",
+    "yolo",
     "yolov8",
 ]

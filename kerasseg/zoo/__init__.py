@@ -10,8 +10,9 @@ kerasseg.zoo.info("unet")              # parameters, input, weights, licence, me
 `registry` holds the builders and the public functions; `metafiles` reads the zoo's
 metafiles (``zoo/`` in the source tree, shipped in the package); `remote` fetches published
 files (``KERASSEG_HOME``, ``KERASSEG_OFFLINE``, ``KERASSEG_MIRROR``); `weights` converts
-ImageNet encoders once and keeps trained weights; `recipes` trains task weights; `convert`
-maps torchvision checkpoints onto the encoders.
+ImageNet encoders and COCO detectors once and keeps trained weights; `recipes` trains task
+weights; `convert` maps torchvision checkpoints onto the encoders and, with
+`convert_detection`, onto RetinaNet and SSD300.
 """
 
 from kerasseg.zoo.registry import (

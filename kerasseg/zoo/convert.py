@@ -1,13 +1,18 @@
-"""Weight conversion, torchvision -> kerasseg encoders: the zoo's public name for it.
+"""Weight conversion, torchvision -> kerasseg: the zoo's public name for it.
 
-The converter lives with the encoders it maps (`kerasseg.encoders.convert` holds the layer
-maps and the checks, `kerasseg.encoders.build` the functions that build an encoder and load
-a checkpoint into it); this module gathers them under ``kerasseg.zoo.convert``:
+The encoder converter lives with the encoders it maps (`kerasseg.encoders.convert` holds the
+layer maps and the checks, `kerasseg.encoders.build` the functions that build an encoder and
+load a checkpoint into it); the detector converter (torchvision's COCO ``retinanet_resnet50_fpn``
+and ``ssd300_vgg16``) is `kerasseg.zoo.convert_detection`. This module gathers them under
+``kerasseg.zoo.convert``:
 
 ```python
 from kerasseg.zoo import convert
 encoder = convert.convert_torchvision("resnet34", "resnet34-b627a593.pth")   # or a state dict
 convert.save_weights(encoder, "resnet34.weights.h5")
+detector = convert.convert_torchvision_detector(
+    "retinanet_resnet50", "retinanet_resnet50_fpn_coco-eeacb38b.pth"
+)
 ```
 """
 
@@ -21,15 +26,31 @@ from kerasseg.encoders.convert import (
     save_weights,
     torchvision_layer_map,
 )
+from kerasseg.zoo.convert_detection import (
+    TORCHVISION_DETECTORS,
+    DetectorConversionReport,
+    convert_torchvision_detector,
+    convert_torchvision_detector_file,
+    detector_layer_map,
+    load_torchvision_detector,
+    torchvision_num_classes,
+)
 
 __all__ = [
+    "TORCHVISION_DETECTORS",
     "ConversionError",
     "ConversionReport",
+    "DetectorConversionReport",
     "adapt_input_conv",
     "convert_torchvision",
+    "convert_torchvision_detector",
+    "convert_torchvision_detector_file",
     "convert_torchvision_file",
+    "detector_layer_map",
+    "load_torchvision_detector",
     "load_torchvision_weights",
     "read_state_dict",
     "save_weights",
     "torchvision_layer_map",
+    "torchvision_num_classes",
 ]

@@ -44,6 +44,15 @@ A metafile (one per family: the ``family`` of the registered models it describes
       - name: unet11               # a registered name
         encoder_weights: {imagenet: vgg11.imagenet}   # optional; that is the default
         default_weights: imagenet  # optional; default: imagenet where the encoder has it
+        converted_weights:         # optional: a third party's whole-model checkpoints,
+          coco:                    #   converted on first use; name "<model>.<key>"
+            format: torchvision    # converted by kerasseg.zoo.convert_detection
+            file: {url: ..., sha256_prefix: ..., size_mb: ...}
+            num_classes: 91        # the model's num_classes for these weights
+            licence: BSD-3-Clause
+            licence_note, source, dataset, preprocessing   # optional, free text
+            classes: [...]         # optional: class names by kerasseg class id
+            metrics: [...]         # published metrics, as for encoder weights
         weights:                   # task weights, by tag: name "<model>.<tag>"
           isbi2012:
             recipe: recipes/unet11.isbi2012.yml   # relative to the index; required
@@ -151,6 +160,42 @@ class TaskWeights:
 
 
 @dataclasses.dataclass(frozen=True)
+class ConvertedWeights:
+    """A whole model's weights published by a third party, converted here on first use.
+
+    Attributes:
+        model: The registered model name.
+        key: What ``weights=`` names them by, e.g. ``"coco"``.
+        format: How the file is converted: ``"torchvision"``
+            (`kerasseg.zoo.convert_detection`).
+        file: The published file.
+        num_classes: The model's ``num_classes`` for these weights.
+        licence, licence_note, source, dataset, preprocessing: As for `EncoderWeights`.
+        classes: Class names by kerasseg class id (empty: not listed).
+        metrics: Published metrics (dicts, see the module docstring).
+        metafile: The metafile that lists them.
+    """
+
+    model: str
+    key: str
+    format: str
+    file: RemoteFile
+    num_classes: int
+    licence: str
+    licence_note: str = ""
+    source: str = ""
+    dataset: str = ""
+    preprocessing: str = ""
+    classes: tuple[str, ...] = ()
+    metrics: tuple[dict, ...] = ()
+    metafile: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}.{self.key}"
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelCard:
     """What the metafiles say about a model (see the module docstring for the fields).
 
@@ -163,6 +208,7 @@ class ModelCard:
             `encoder_weights`, a tag of `weights`, or `AUTO`.
         weights: Task weights by tag.
         metafile: The metafile holding the entry; None for a model no metafile lists.
+        converted_weights: Third-party whole-model weights by key (``"coco"``).
     """
 
     name: str
@@ -171,6 +217,7 @@ class ModelCard:
     default_weights: str | None = AUTO
     weights: Mapping[str, TaskWeights] = dataclasses.field(default_factory=dict)
     metafile: Path | None = None
+    converted_weights: Mapping[str, ConvertedWeights] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,6 +246,12 @@ class Index:
 
     def imagenet_for(self, encoder: str) -> EncoderWeights | None:
         return self.encoder_weights.get(f"{encoder}.imagenet")
+
+    def converted(self, name: str) -> ConvertedWeights | None:
+        """Converted whole-model weights by name (``"retinanet_resnet50.coco"``), or None."""
+        model, _, key = name.partition(".")
+        card = self.models.get(model)
+        return card.converted_weights.get(key) if card is not None else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,12 +367,13 @@ def read_index(sources: list[Path]) -> Index:
                     f"{weights_name!r}, which no metafile defines"
                 )
         # "imagenet" is valid without a mapping: it means the encoder's ImageNet weights.
-        allowed = (None, AUTO, "imagenet", *card.weights, *card.encoder_weights)
+        choices = {*card.weights, *card.encoder_weights, *card.converted_weights}
+        allowed = (None, AUTO, "imagenet", *choices)
         if card.default_weights not in allowed:
             problems.append(
                 f"{card.metafile}: model {card.name!r}: default_weights "
                 f"{card.default_weights!r} is none of its weights "
-                f"({sorted({'imagenet', *card.weights, *card.encoder_weights})})"
+                f"({sorted({'imagenet', *choices})})"
             )
     if problems:
         raise MetafileError("Invalid zoo metafiles:\n" + "\n".join(f"  {p}" for p in problems))
@@ -548,8 +602,64 @@ def _task_weights(
     )
 
 
+#: Formats of converted whole-model weights (see `ConvertedWeights`).
+CONVERTED_FORMATS = ("torchvision",)
+
+
+def _converted_weights(
+    model: str, key: Any, data: Any, where: str, path: Path, problems: list[str]
+) -> ConvertedWeights | None:
+    if not isinstance(key, str) or not _TAG.match(key):
+        problems.append(f"{where}: key {key!r} must match {_TAG.pattern}")
+        return None
+    where = f"{where}.{key}"
+    required = {"format", "file", "num_classes", "licence"}
+    optional = {*_WEIGHTS_TEXT, "classes", "metrics"}
+    complete = _check_keys(data, required, optional, where, problems)
+    if not isinstance(data, dict):
+        return None
+    if "format" in data and data["format"] not in CONVERTED_FORMATS:
+        problems.append(
+            f"{where}: `format` must be one of {list(CONVERTED_FORMATS)}, got {data['format']!r}"
+        )
+        complete = False
+    num_classes = data.get("num_classes")
+    if "num_classes" in data and (
+        isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
+    ):
+        problems.append(f"{where}: `num_classes` must be a positive integer, got {num_classes!r}")
+        complete = False
+    file = _file(data["file"], where, problems) if "file" in data else None
+    licence = _text(data, "licence", where, problems, required=True) if "licence" in data else ""
+    classes = data.get("classes") or []
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        problems.append(f"{where}: `classes` must be a list of class names, got {classes!r}")
+        classes = []
+    elif classes and isinstance(num_classes, int) and len(classes) != num_classes:
+        problems.append(
+            f"{where}: `classes` must name the {num_classes} classes (num_classes), got "
+            f"{len(classes)} names"
+        )
+    texts = {k: _text(data, k, where, problems) for k in _WEIGHTS_TEXT}
+    metrics = _metrics(data.get("metrics"), where, problems)
+    if not complete or file is None or not licence:
+        return None
+    return ConvertedWeights(
+        model=model,
+        key=key,
+        format=data["format"],
+        file=file,
+        num_classes=num_classes,
+        licence=licence,
+        classes=tuple(classes),
+        metrics=metrics,
+        metafile=path,
+        **texts,
+    )
+
+
 def _model(data: Any, where: str, family: str, path: Path, root: Path, problems: list[str]):
-    optional = {"encoder_weights", "default_weights", "weights"}
+    optional = {"encoder_weights", "default_weights", "weights", "converted_weights"}
     if not _check_keys(data, {"name"}, optional, where, problems):
         return None
     name = data["name"]
@@ -582,9 +692,22 @@ def _model(data: Any, where: str, family: str, path: Path, root: Path, problems:
         parsed = _task_weights(name, tag, entry, f"{where}.weights", path, root, problems)
         if parsed is not None:
             weights[tag] = parsed
+    converted = {}
+    raw_converted = data.get("converted_weights") or {}
+    if not isinstance(raw_converted, dict):
+        problems.append(f"{where}: `converted_weights` must map keys to weights entries")
+        raw_converted = {}
+    for key, entry in raw_converted.items():
+        parsed = _converted_weights(name, key, entry, f"{where}.converted_weights", path, problems)
+        if parsed is not None:
+            converted[key] = parsed
     for reserved in ("imagenet", AUTO):
-        if reserved in weights:
+        if reserved in weights or reserved in converted:
             problems.append(f"{where}: the tag {reserved!r} is reserved")
+    for key in sorted(set(converted) & (set(weights) | set(encoder_weights))):
+        problems.append(
+            f"{where}: {key!r} names both converted weights and task or encoder weights"
+        )
     return ModelCard(
         name=name,
         family=family,
@@ -592,6 +715,7 @@ def _model(data: Any, where: str, family: str, path: Path, root: Path, problems:
         default_weights=default_weights,
         weights=weights,
         metafile=path,
+        converted_weights=converted,
     )
 
 

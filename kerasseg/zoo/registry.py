@@ -158,6 +158,11 @@ def resolve(name: str) -> tuple[ModelEntry, Any, str | None]:
                     if card.encoder_weights
                     else ""
                 )
+                + (
+                    f"; converted weights, passed as `weights=`: {sorted(card.converted_weights)}"
+                    if card.converted_weights
+                    else ""
+                )
                 + ". Your own: write a recipe and run `kerasseg zoo train RECIPE.yml`."
             )
     return entry, card, tag
@@ -186,7 +191,7 @@ def encoder_weights_name(arch: str, key: str = "imagenet") -> str:
 
 @dataclasses.dataclass(frozen=True)
 class _Choice:
-    kind: str  # "none" | "encoder" | "tag" | "file"
+    kind: str  # "none" | "encoder" | "converted" | "tag" | "file"
     value: str | None = None
 
 
@@ -199,6 +204,8 @@ def _choose(weights: Any, arch: str, tag: str | None, card: Any) -> _Choice:
         default = card.default_weights
         if default is None:
             return _Choice("none")
+        if default in card.converted_weights:
+            return _Choice("converted", default)
         return (
             _Choice("encoder", default)
             if default in card.encoder_weights
@@ -206,6 +213,8 @@ def _choose(weights: Any, arch: str, tag: str | None, card: Any) -> _Choice:
         )
     if isinstance(weights, str) and weights in card.encoder_weights:
         return _Choice("encoder", weights)
+    if isinstance(weights, str) and weights in card.converted_weights:
+        return _Choice("converted", weights)
     if isinstance(weights, str) and weights == "imagenet":
         encoder_weights_name(arch, "imagenet")  # raises, naming why
     if isinstance(weights, str) and "/" not in weights and weights in known_tags(arch):
@@ -222,6 +231,7 @@ def _choose(weights: Any, arch: str, tag: str | None, card: Any) -> _Choice:
     path = os.fspath(weights)
     if not os.path.isfile(path):
         options = ["'default'", "None"] + [repr(k) for k in card.encoder_weights]
+        options += [repr(k) for k in card.converted_weights]
         options += [repr(t) for t in known_tags(arch)]
         raise ValueError(
             f"`weights` must be one of {', '.join(options)} or the path of a .weights.h5 file; "
@@ -361,6 +371,53 @@ def _encoder_weights_info(weights: Any, in_channels: int, verify: bool) -> dict[
     }
 
 
+def _converted_weights_info(weights: Any, verify: bool) -> dict[str, Any]:
+    from kerasseg.zoo import remote as dl
+    from kerasseg.zoo import weights as zw
+
+    converted = zw.converted_path(weights)
+    if verify:
+        download_status, download_detail = dl.check_cached(weights.file)
+        converted_status, converted_detail = zw.check_converted(weights, converted)
+    else:
+        download_status, download_detail = _presence(weights.file.cache_path())
+        converted_status, converted_detail = _presence(
+            converted, converted.with_name(converted.name + zw.RECORD_SUFFIX)
+        )
+    return {
+        "kind": "converted",
+        "name": weights.name,
+        "format": weights.format,
+        "num_classes": weights.num_classes,
+        "url": weights.file.url,
+        "sha256": weights.file.sha256,
+        "sha256_prefix": weights.file.sha256_prefix,
+        "hash_check": weights.file.hash_check,
+        "size_bytes": weights.file.size_bytes,
+        "size_mb": weights.file.size_mb,
+        "licence": weights.licence,
+        "licence_note": weights.licence_note,
+        "source": weights.source,
+        "dataset": weights.dataset,
+        "classes": list(weights.classes),
+        "preprocessing": weights.preprocessing,
+        "metrics": list(weights.metrics),
+        "cache": {
+            "download": {
+                "path": str(weights.file.cache_path()),
+                "status": download_status,
+                "detail": download_detail,
+            },
+            "converted": {
+                "path": str(converted),
+                "status": converted_status,
+                "detail": converted_detail,
+            },
+        },
+        "metafile": str(weights.metafile),
+    }
+
+
 def _task_weights_info(arch: str, tag: str, card: Any, verify: bool) -> dict[str, Any]:
     from kerasseg.zoo import weights as zw
 
@@ -468,6 +525,9 @@ def info(name: str, *, count_params: bool = False, verify: bool = False) -> dict
         weights[key] = _encoder_weights_info(
             index.encoder_weights[weights_name], int(input_shape[2] or 3), verify
         )
+    if not tag:
+        for key, converted in card.converted_weights.items():
+            weights[key] = _converted_weights_info(converted, verify)
     tags = known_tags(arch)
     for other in [tag] if tag else list(tags):
         weights[other] = _task_weights_info(arch, other, card, verify)
@@ -541,11 +601,15 @@ def get(
         weights: ``"default"`` (the metafile's default: the ImageNet encoder weights, or the
             tag's task weights; random initialisation for a model without any),
             ``None`` (random initialisation), ``"imagenet"`` (only the encoder's weights,
-            converted from torchvision's checkpoint on first use), a tag (the whole model's
-            task weights, as ``"<arch>.<tag>"``), or the path of a ``.weights.h5`` file saved
-            from the same architecture and configuration.
-        num_classes: Output classes; default: the tag's recipe's, else the registered default.
-            Task weights only load with the number they were trained with.
+            converted from torchvision's checkpoint on first use), a key of the model's
+            converted weights (the whole model's, published by a third party and converted
+            on first use, e.g. ``"coco"`` for ``retinanet_resnet50`` and ``ssd300_vgg16``:
+            torchvision's COCO detectors), a tag (the whole model's task weights, as
+            ``"<arch>.<tag>"``), or the path of a ``.weights.h5`` file saved from the same
+            architecture and configuration.
+        num_classes: Output classes; default: the tag's recipe's, or the converted weights',
+            else the registered default. Task and converted weights only load with the
+            number they were trained with.
         input_shape: (H, W, C) with None for any size; default: the tag's recipe's (its
             data's channels), else the registered default. Other channel counts than 3 get
             ImageNet weights adapted to them (see `kerasseg.zoo.convert.adapt_input_conv`).
@@ -577,8 +641,22 @@ def get(
             recipe.input_shape,
             dict(recipe.model_kwargs),
         )
+    converted = card.converted_weights.get(choice.value) if choice.kind == "converted" else None
+    if converted is not None:
+        base_classes = converted.num_classes
     classes = base_classes if num_classes is None else num_classes
     shape = base_shape if input_shape is None else tuple(input_shape)
+    if converted is not None and (classes != base_classes or shape[-1] != 3):
+        raise ValueError(
+            f"The {converted.name} weights have num_classes={base_classes} and take RGB "
+            f"images (3 channels); got num_classes={classes}, input_shape={shape}. Load them "
+            f"as published (then replace the head), or use weights='imagenet'/None."
+        )
+    if converted is not None and overrides.get("encoder_weights") is not None:
+        raise ValueError(
+            f"`encoder_weights` and `weights`={choice.value!r} both set the encoder's "
+            f"weights; pass one of them."
+        )
     if choice.kind == "tag" and (classes != base_classes or shape[-1] != base_shape[-1]):
         raise ValueError(
             f"The {arch}.{choice.value} weights were trained with num_classes={base_classes} and "
@@ -605,12 +683,13 @@ def get(
             )
         )
     model = entry.builder(num_classes=classes, input_shape=shape, **model_kwargs)
-    if choice.kind in ("tag", "file"):
-        path = (
-            _tag_weights_path(arch, choice.value, card, progress)
-            if choice.kind == "tag"
-            else (Path(choice.value))
-        )
+    if choice.kind in ("tag", "file", "converted"):
+        if converted is not None:
+            path = zw.converted_weights_path(converted, progress=progress)
+        elif choice.kind == "tag":
+            path = _tag_weights_path(arch, choice.value, card, progress)
+        else:
+            path = Path(choice.value)
         try:
             model.load_weights(path)
         except Exception as error:  # Keras raises several types for incompatible files.
@@ -625,8 +704,9 @@ def download(name: str, *, in_channels: int | None = None, progress: bool = True
     """Fetches (and converts) what ``get(name)`` loads by default, so it works offline later.
 
     Args:
-        name: A model name (its default weights), a tagged name (its task weights) or encoder
-            weights (``"resnet34.imagenet"``).
+        name: A model name (its default weights), a tagged name (its task weights), encoder
+            weights (``"resnet34.imagenet"``) or a model's converted weights
+            (``"retinanet_resnet50.coco"``).
         in_channels: For ImageNet encoder weights: the input channels to convert for; default
             the model's default input channels (3 for encoder weights names).
         progress: Progress bar.
@@ -636,13 +716,19 @@ def download(name: str, *, in_channels: int | None = None, progress: bool = True
     """
     from kerasseg.zoo import weights as zw
 
-    if name in _index().encoder_weights:
+    index = _index()
+    if name in index.encoder_weights:
         return [zw.encoder_weights_path(name, in_channels=in_channels or 3, progress=progress)]
+    converted = index.converted(name)
+    if converted is not None:
+        return [zw.converted_weights_path(converted, progress=progress)]
     entry, card, tag = resolve(name)
     choice = _choose("default", entry.name, tag, card)
     if choice.kind == "none":
         logger.info("%s has no pretrained weights: nothing to download.", name)
         return []
+    if choice.kind == "converted":
+        return [zw.converted_weights_path(card.converted_weights[choice.value], progress=progress)]
     if choice.kind == "encoder":
         channels = in_channels or int(entry.default_input_shape[-1] or 3)
         return [

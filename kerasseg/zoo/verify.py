@@ -43,9 +43,12 @@ def check_against_registry(index: Index | None = None) -> list[str]:
 
     Checks that every model entry names a registered model of the metafile's family; that
     encoder weights are for the model's encoder and that ``imagenet`` defaults have such
-    weights; that every task weights' recipe loads and trains that model; and that the
-    generated parameter counts name registered models only.
+    weights; that converted weights are for a model their format converts to; that every
+    task weights' recipe loads and trains that model; and that the generated parameter
+    counts name registered models only.
     """
+    from kerasseg.zoo.convert_detection import TORCHVISION_DETECTORS
+
     index = index or load_index()
     problems = []
     for card in index.models.values():
@@ -71,6 +74,13 @@ def check_against_registry(index: Index | None = None) -> list[str]:
                 problems.append(
                     f"{where}: default_weights 'imagenet', but no metafile lists ImageNet "
                     f"weights for its encoder {entry.encoder!r}"
+                )
+        for key, converted in card.converted_weights.items():
+            if converted.format == "torchvision" and card.name not in TORCHVISION_DETECTORS:
+                problems.append(
+                    f"{where}: converted_weights.{key}: no torchvision conversion for this "
+                    f"model (kerasseg.zoo.convert_detection converts "
+                    f"{sorted(TORCHVISION_DETECTORS)})"
                 )
         for tag, weights in card.weights.items():
             try:
@@ -158,12 +168,13 @@ def _in_channel_variants(weights: EncoderWeights) -> list[Path]:
 
 
 def verify_cache(names: list[str] | None = None) -> list[CacheEntry]:
-    """Re-hashes the cached files: downloads, converted encoders and trained weights.
+    """Re-hashes the cached files: downloads, converted encoders and models, trained weights.
 
     Args:
-        names: Restrict to these models (their ImageNet and task weights), tags
-            (``"unet11.isbi2012"``) or encoder weights (``"resnet34.imagenet"``); None: every
-            file the metafiles know of plus everything in the cache.
+        names: Restrict to these models (their ImageNet, converted and task weights), tags
+            (``"unet11.isbi2012"``), encoder weights (``"resnet34.imagenet"``) or converted
+            weights (``"retinanet_resnet50.coco"``); None: every file the metafiles know of
+            plus everything in the cache.
 
     Returns:
         One `CacheEntry` per file, status ``"ok"``, ``"corrupt"`` or ``"missing"``. Nothing is
@@ -171,15 +182,22 @@ def verify_cache(names: list[str] | None = None) -> list[CacheEntry]:
     """
     index = load_index()
     encoder_names: set[str] = set()
+    converted_names: set[str] = set()
     tag_names: set[str] = set()
     if names is None:
         encoder_names = set(index.encoder_weights)
+        converted_names = {
+            w.name for card in index.models.values() for w in card.converted_weights.values()
+        }
         tag_names = {w.name for card in index.models.values() for w in card.weights.values()}
         tag_names |= set(trained_names())
     else:
         for name in names:
             if name in index.encoder_weights:
                 encoder_names.add(name)
+                continue
+            if index.converted(name) is not None:
+                converted_names.add(name)
                 continue
             arch, tag = registry.split_name(name)
             if tag is not None:
@@ -189,6 +207,7 @@ def verify_cache(names: list[str] | None = None) -> list[CacheEntry]:
             registry.resolve(arch)
             card = registry.model_card(arch)
             encoder_names |= set(card.encoder_weights.values())
+            converted_names |= {w.name for w in card.converted_weights.values()}
             tag_names |= {w.name for w in card.weights.values()}
             tag_names |= {n for n in trained_names() if n.split(".", 1)[0] == arch}
 
@@ -200,6 +219,13 @@ def verify_cache(names: list[str] | None = None) -> list[CacheEntry]:
         for path in _in_channel_variants(weights):
             status, detail = check_converted(weights, path)
             entries.append(CacheEntry("converted", name, path, status, detail))
+    for name in sorted(converted_names):
+        converted = index.converted(name)
+        status, detail = dl.check_cached(converted.file)
+        entries.append(CacheEntry("download", name, converted.file.cache_path(), status, detail))
+        path = converted_path(converted)
+        status, detail = check_converted(converted, path)
+        entries.append(CacheEntry("converted", name, path, status, detail))
     for name in sorted(tag_names):
         arch, tag = registry.split_name(name)
         card = index.model(arch)

@@ -15,7 +15,9 @@ ImageNet encoder weights are converted once: the published torchvision checkpoin
 (verified against its published hash prefix), converted with `kerasseg.zoo.convert` (this
 needs PyTorch, once) and saved as ``.weights.h5``; the converted file's own SHA-256 is
 recorded beside it, so a damaged converted file is noticed (a warning), deleted and converted
-again. Afterwards no PyTorch is needed.
+again. Afterwards no PyTorch is needed. Converted whole-model weights (a metafile's
+``converted_weights``, e.g. torchvision's COCO detectors) take the same path
+(`converted_weights_path`), into ``converted/retinanet_resnet50_fpn_coco-eeacb38b.weights.h5``.
 
 **Builder convention for encoder weights.** A builder whose model nests an encoder takes an
 ``encoder_weights`` argument (None or the path of a file that `kerasseg.encoders.get` reads)
@@ -32,6 +34,7 @@ import datetime
 import importlib.util
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +42,7 @@ from kerasseg.utils.checks import check_positive_int
 from kerasseg.utils.files import atomic_path
 from kerasseg.zoo import metafiles
 from kerasseg.zoo import remote as dl
-from kerasseg.zoo.metafiles import EncoderWeights
+from kerasseg.zoo.metafiles import ConvertedWeights, EncoderWeights
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +138,7 @@ def find_encoder_weights(name: str) -> EncoderWeights:
     return found
 
 
-def converted_path(weights: EncoderWeights, in_channels: int = 3) -> Path:
+def converted_path(weights: EncoderWeights | ConvertedWeights, in_channels: int = 3) -> Path:
     stem = weights.file.filename.rsplit(".", 1)[0]
     suffix = "" if in_channels == 3 else f".in{in_channels}"
     return dl.home() / CONVERTED / f"{stem}{suffix}.weights.h5"
@@ -145,7 +148,7 @@ def _record_path(path: Path) -> Path:
     return path.with_name(path.name + RECORD_SUFFIX)
 
 
-def check_converted(weights: EncoderWeights, path: Path) -> tuple[str, str]:
+def check_converted(weights: EncoderWeights | ConvertedWeights, path: Path) -> tuple[str, str]:
     status, detail = check_recorded(path, _record_path(path))
     if status == "ok":
         record = read_json(_record_path(path)) or {}
@@ -186,7 +189,68 @@ def encoder_weights_path(
     """
     weights = find_encoder_weights(name)
     check_positive_int(in_channels, "in_channels")
-    path = converted_path(weights, in_channels)
+
+    def convert(checkpoint: Path, path: Path) -> Any:
+        from kerasseg.encoders.build import convert_torchvision_file
+
+        return convert_torchvision_file(weights.encoder, checkpoint, path, in_channels=in_channels)
+
+    return _converted_once(
+        weights,
+        converted_path(weights, in_channels),
+        convert,
+        what=f"The {weights.name} weights of encoder {weights.encoder} ({weights.file.url})",
+        command=command or f"kerasseg zoo download {weights.name}",
+        progress=progress,
+        record={"encoder": weights.encoder, "in_channels": in_channels},
+    )
+
+
+def converted_weights_path(
+    weights: ConvertedWeights, *, progress: bool = True, command: str | None = None
+) -> Path:
+    """The converted ``.weights.h5`` of a model's converted weights (``weights="coco"``),
+    fetching and converting them if needed, like `encoder_weights_path`.
+
+    Args:
+        weights: The metafile entry (`kerasseg.zoo.metafiles.ConvertedWeights`).
+        progress: Progress bar while downloading.
+        command: The command quoted by the offline error (default: download these weights).
+
+    Returns:
+        The path of a verified file that ``model.load_weights`` reads into the model built
+        with ``num_classes=weights.num_classes``.
+    """
+
+    def convert(checkpoint: Path, path: Path) -> Any:
+        from kerasseg.zoo.convert_detection import convert_torchvision_detector_file
+
+        return convert_torchvision_detector_file(weights.model, checkpoint, path)
+
+    return _converted_once(
+        weights,
+        converted_path(weights),
+        convert,
+        what=f"The {weights.name} weights ({weights.file.url})",
+        command=command or f"kerasseg zoo download {weights.name}",
+        progress=progress,
+        record={"model": weights.model, "num_classes": weights.num_classes},
+    )
+
+
+def _converted_once(
+    weights: EncoderWeights | ConvertedWeights,
+    path: Path,
+    convert: Callable[[Path, Path], Any],
+    *,
+    what: str,
+    command: str,
+    progress: bool,
+    record: dict[str, Any],
+) -> Path:
+    """`path` if it holds a verified conversion of `weights`' file; else fetches the file,
+    converts it with ``convert(checkpoint, path)`` (which returns a report) and records the
+    result's SHA-256 and source beside it."""
     status, detail = check_converted(weights, path)
     if status == "ok":
         logger.debug("Using converted %s (%s)", path, detail)
@@ -200,22 +264,19 @@ def encoder_weights_path(
         path.unlink()
     checkpoint = dl.fetch(
         weights.file,
-        what=f"The {weights.name} weights of encoder {weights.encoder} ({weights.file.url})",
-        command=command or f"kerasseg zoo download {weights.name}",
+        what=what,
+        command=command,
         progress=progress,
         also_looked=[(path, "converted Keras weights")],
     )
     _require_torch(checkpoint, path)
-    from kerasseg.encoders.build import convert_torchvision_file
-
-    report = convert_torchvision_file(weights.encoder, checkpoint, path, in_channels=in_channels)
+    report = convert(checkpoint, path)
     write_json_atomic(
         _record_path(path),
         {
             **file_record(path),
             "weights": weights.name,
-            "encoder": weights.encoder,
-            "in_channels": in_channels,
+            **record,
             "source_url": weights.file.url,
             "source_sha256": dl.sha256_file(checkpoint),
             "conversion": str(report),

@@ -28,13 +28,17 @@ def test_metafiles_hold_only_what_code_cannot_know():
     """Every entry carries weights; every registered family has its metafile; the model's
     builder, task, encoder, defaults and input multiple appear only in the code."""
     index = metafiles.load_index()
-    assert all(card.weights or card.encoder_weights for card in index.models.values())
+    assert all(
+        card.weights or card.encoder_weights or card.converted_weights
+        for card in index.models.values()
+    )
     registered = [registry.registered(n) for n in registry.list_registered()]
     families = {e.family for e in registered if not e.name.startswith("_test")}
     assert families - set(index.families) == set()
     for path in sorted((ZOO / "metafiles").glob("*.yml")):
         for entry in yaml.safe_load(path.read_text()).get("models") or []:
-            assert set(entry) <= {"name", "encoder_weights", "default_weights", "weights"}, path
+            allowed = {"name", "encoder_weights", "default_weights", "weights", "converted_weights"}
+            assert set(entry) <= allowed, path
 
 
 def test_generated_parameter_counts_cover_the_registered_models():
@@ -65,6 +69,7 @@ def test_every_weights_entry_has_a_licence_and_a_well_formed_hash():
     files = [(w.name, w.licence, w.file) for w in index.encoder_weights.values()]
     for card in index.models.values():
         files += [(w.name, w.licence, w.file) for w in card.weights.values()]
+        files += [(w.name, w.licence, w.file) for w in card.converted_weights.values()]
     assert len(files) >= 12
     for name, licence, file in files:
         assert licence.strip(), name
@@ -170,11 +175,49 @@ def test_schema_errors_are_all_listed(tmp_path):
         "missing required keys ['licence']",
         "`sha256_prefix` must be a quoted string of hex digits, got 19584684 (int; quote it",
         "`url` must be an http(s) URL, got 'ftp://x.invalid/r.pth'",
-        "unknown keys ['colour'] (allowed: ['default_weights', 'encoder_weights', 'name', "
-        "'weights'])",
+        "unknown keys ['colour'] (allowed: ['converted_weights', 'default_weights', "
+        "'encoder_weights', 'name', 'weights'])",
         "default_weights 'pascal' is none of its weights (['imagenet'])",  # voc is invalid
         "tag 'Bad Tag' must match",
         "weights.voc: missing required keys ['licence']",
+    ):
+        assert expected in message, (expected, message)
+
+
+def test_converted_weights_errors_are_all_listed(tmp_path):
+    good = {
+        "format": "torchvision",
+        "file": {"url": "https://x.invalid/d.pth", "sha256_prefix": "0123abcd"},
+        "num_classes": 2,
+        "licence": "MIT",
+    }
+    message = _problems(
+        tmp_path,
+        {
+            "models": [
+                {
+                    "name": "m3",
+                    "default_weights": "voc",
+                    "weights": {"coco": {"recipe": "recipes/none.yml", "licence": "MIT"}},
+                    "converted_weights": {
+                        "coco": good,
+                        "voc": {**good, "format": "caffe", "num_classes": 0},
+                        "imagenet": good,
+                        "named": {**good, "classes": ["a"]},
+                        "bare": {"format": "torchvision"},
+                    },
+                },
+            ],
+        },
+    )
+    for expected in (
+        "converted_weights.voc: `format` must be one of ['torchvision'], got 'caffe'",
+        "converted_weights.voc: `num_classes` must be a positive integer, got 0",
+        "converted_weights.named: `classes` must name the 2 classes (num_classes), got 1 names",
+        "converted_weights.bare: missing required keys ['file', 'licence', 'num_classes']",
+        "the tag 'imagenet' is reserved",
+        "'coco' names both converted weights and task or encoder weights",
+        "default_weights 'voc' is none of its weights",  # voc is invalid
     ):
         assert expected in message, (expected, message)
 
