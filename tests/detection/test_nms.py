@@ -162,6 +162,32 @@ def test_per_class_scores_match_tf_combined_nms_and_padding():
         assert np.all(np.diff(out["scores"][b, :num]) <= 0)
 
 
+@pytest.mark.parametrize("class_aware", [True, False])
+def test_tensorflows_kernel_and_the_tensor_loop_select_the_same(class_aware):
+    """The two greedy implementations (TensorFlow's NMS kernel for hard NMS on that
+    backend, the loop of tensor ops elsewhere) agree, padding candidates included."""
+    tf = require_module("tensorflow")
+    from kerasseg.detection.nms import _greedy_select, _tensorflow_hard_select
+
+    rng = np.random.default_rng(5)
+    batch, k, m = 4, 300, 60
+    boxes = np.stack([random_set(rng, k)[0] for _ in range(batch)]) - 50.0  # some negative
+    scores = np.sort(rng.uniform(0, 1, (batch, k)).astype(np.float32), axis=1)[:, ::-1].copy()
+    scores[1, 200:] = -np.inf  # padding candidates
+    scores[2, 10:20] = scores[2, 10]  # ties: the lower index first
+    classes = rng.integers(0, 6, (batch, k)).astype(np.int32) if class_aware else None
+    args = (
+        tf.constant(boxes),
+        tf.constant(scores),
+        None if classes is None else tf.constant(classes),
+    )
+    loop = _greedy_select(*args, m, 0.45, 0.05)
+    kernel = tf.function(_tensorflow_hard_select)(*args, m, 0.45, 0.05)
+    for a, b in zip(loop, kernel):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    assert int(keras.ops.convert_to_numpy(loop[2]).min()) > 5
+
+
 @pytest.mark.parity
 def test_class_specific_boxes_and_pre_nms_top_k():
     torch = require_module("torch")
