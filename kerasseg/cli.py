@@ -1,6 +1,8 @@
 """The ``kerasseg`` command: demo, train, evaluate, predict, zoo.
 
-Run ``kerasseg <command> --help`` for the options of each command.
+Run ``kerasseg <command> --help`` for the options of each command. ``train``,
+``evaluate`` and ``predict`` handle segmentation models (folders of images and masks) and
+detectors (VOC or COCO annotations, see `kerasseg.cli_detection`).
 """
 
 from __future__ import annotations
@@ -80,7 +82,10 @@ def _add_training_options(
     parser.add_argument("--steps-per-epoch", type=int, default=steps, help=f"default: {steps}")
     parser.add_argument("--batch-size", type=int, default=batch_size, help=f"default: {batch_size}")
     parser.add_argument(
-        "--size", type=int, default=size, help=f"side of the training crops (default: {size})"
+        "--size",
+        type=int,
+        default=size,
+        help=f"side of the training crops; detectors: of the input (default: {size})",
     )
     parser.add_argument(
         "--learning-rate",
@@ -125,10 +130,27 @@ def _report_results(results: dict, output: Path) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from kerasseg import cli_detection
+
+    output = Path(args.output)
+    results_file = output / "results.json"
+    results = {}
+    if args.only != "detection":
+        results = _demo_segmentation(args, output)
+    elif results_file.is_file():  # keep an earlier run's segmentation results
+        results = json.loads(results_file.read_text())
+    if args.only != "segmentation":
+        results["detection"] = cli_detection.run_demo(args, output)
+        # The demo's results file holds both parts (the segmentation's, plus "detection").
+        results_file.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def _demo_segmentation(args: argparse.Namespace, output: Path) -> dict:
+    """The segmentation part of the demo: U-Net on ISBI 2012 (or synthetic shapes)."""
     from kerasseg.training import train_segmentation
     from kerasseg.zoo.recipe_training import build_training_model
 
-    output = Path(args.output)
     if args.synthetic:
         data = None
     elif args.data:
@@ -177,7 +199,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         verbose=0 if args.quiet else "auto",
     )
     _report_results(results, output)
-    return 0
+    return results
 
 
 def _synthetic_folder(directory: Path):
@@ -205,6 +227,16 @@ def _synthetic_folder(directory: Path):
 def _open_folder(args: argparse.Namespace):
     from kerasseg.data.masks import SegmentationFolder
 
+    missing = [f"--{name}" for name in ("images", "masks") if getattr(args, name) is None]
+    if missing:
+        raise SystemExit(
+            f"error: a segmentation model needs {' and '.join(missing)} (folders of images "
+            "and of masks with the same file stems); detectors take --voc or --coco instead."
+        )
+    if getattr(args, "voc", None) is not None or getattr(args, "coco", None) is not None:
+        raise SystemExit(
+            "error: --voc/--coco annotations are for detectors; this is a segmentation model."
+        )
     return SegmentationFolder(
         args.images,
         args.masks,
@@ -215,6 +247,10 @@ def _open_folder(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from kerasseg import cli_detection
+
+    if cli_detection.model_task(args.model) == "detection":
+        return cli_detection.cmd_train(args)
     from kerasseg.training import train_segmentation
     from kerasseg.zoo.recipe_training import build_training_model
 
@@ -241,14 +277,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+def _load_model(path: str):
+    """A saved ``.keras`` model (kerasseg's classes registered), or a clear error."""
     import keras
 
     import kerasseg  # noqa: F401  (registers the kerasseg classes for load_model)
+
+    if not Path(path).is_file():
+        raise SystemExit(f"error: --model {path}: no such file (expected a .keras model).")
+    return keras.models.load_model(path)
+
+
+def _is_detector(model) -> bool:
+    from kerasseg.detection import Detector
+
+    return isinstance(model, Detector)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from kerasseg import cli_detection
     from kerasseg.training import evaluate_arrays
 
+    model = _load_model(args.model)
+    if _is_detector(model):
+        return cli_detection.cmd_evaluate(args, model)
     folder = _open_folder(args)
-    model = keras.models.load_model(args.model)
     images, masks = folder.load(_parse_indices(args.indices, len(folder), "--indices"))
     scores, _ = evaluate_arrays(model, images, masks, args.num_classes)
     print(json.dumps({"images": len(images), **scores}, indent=2))
@@ -258,16 +311,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import keras
     import numpy as np
     from PIL import Image
 
-    import kerasseg  # noqa: F401  (registers the kerasseg classes for load_model)
+    from kerasseg import cli_detection
     from kerasseg.data.masks import IMAGE_EXTENSIONS, read_image
     from kerasseg.layers import fold_batch_norm
     from kerasseg.segmentation.inference import predict_padded
 
-    model = keras.models.load_model(args.model)
+    if not Path(args.images).is_dir():
+        raise SystemExit(f"error: --images {args.images}: not a folder.")
+    model = _load_model(args.model)
+    if _is_detector(model):
+        return cli_detection.cmd_predict(args, model)
     try:
         model = fold_batch_norm(model)  # same masks, faster (see kerasseg.layers.folding)
     except TypeError:
@@ -393,11 +449,16 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from kerasseg import cli_detection
+
     parser = argparse.ArgumentParser(prog="kerasseg", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
 
-    demo = sub.add_parser("demo", help="train U-Net on the ISBI 2012 membranes (or synthetic data)")
+    demo = sub.add_parser(
+        "demo",
+        help="train U-Net on the ISBI 2012 membranes and a detector on BCCD (or synthetic data)",
+    )
     demo.add_argument(
         "--output", default="kerasseg-demo", help="output folder (default: kerasseg-demo)"
     )
@@ -409,41 +470,71 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--synthetic",
         action="store_true",
-        help="use the synthetic shapes set even if the ISBI data is there",
+        help="use the synthetic shapes and boxes even if the ISBI and BCCD data are there",
     )
     # The demo's budget: 500 steps of 8 crops of 128x128, a few minutes on 2 cores.
     _add_training_options(demo, epochs=20, steps=25, batch_size=8, size=128, learning_rate=2e-3)
+    cli_detection.add_demo_options(demo)
     demo.set_defaults(func=cmd_demo)
 
     def folder_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--images", required=True, help="folder of images")
-        p.add_argument("--masks", required=True, help="folder of masks with the same file stems")
+        p.add_argument(
+            "--images", default=None, help="folder of images (with --coco: the COCO images)"
+        )
+        p.add_argument(
+            "--masks", default=None, help="segmentation: masks with the images' file stems"
+        )
         p.add_argument("--mask-values", default=None, help="raw:class mapping, e.g. '0:0,255:1'")
         p.add_argument("--channels", type=int, default=3, choices=(1, 3))
         p.add_argument("--num-classes", type=int, default=1, help="1 = binary (default)")
 
-    train = sub.add_parser("train", help="train a zoo model on a folder of images and masks")
+    train = sub.add_parser(
+        "train", help="train a zoo model on images and masks, or a detector on VOC/COCO boxes"
+    )
     folder_options(train)
+    cli_detection.add_data_options(train, split="train")
     train.add_argument("--output", required=True)
     train.add_argument(
         "--val-indices", default=None, help="e.g. '24-29'; default: the last --val-fraction"
     )
     train.add_argument("--val-fraction", type=float, default=0.2)
     _add_training_options(train, epochs=10, steps=50, batch_size=4, size=256, learning_rate=1e-3)
+    cli_detection.add_training_options(train)
     train.set_defaults(func=cmd_train)
 
-    evaluate = sub.add_parser("evaluate", help="Dice/Jaccard/cosine of a saved model on a folder")
+    evaluate = sub.add_parser(
+        "evaluate", help="Dice/Jaccard/cosine of a saved model, or a detector's COCO/VOC mAP"
+    )
     evaluate.add_argument("--model", required=True, help="a .keras file")
     folder_options(evaluate)
+    cli_detection.add_data_options(evaluate, split="test")
     evaluate.add_argument("--indices", default=None, help="subset, e.g. '24-29'")
     evaluate.add_argument("--json", default=None, help="also write the scores to this file")
     evaluate.set_defaults(func=cmd_evaluate)
 
-    predict = sub.add_parser("predict", help="write predicted masks for a folder of images")
+    predict = sub.add_parser(
+        "predict", help="write predicted masks, or pictures of detections and their JSON"
+    )
     predict.add_argument("--model", required=True, help="a .keras file")
     predict.add_argument("--images", required=True)
     predict.add_argument("--output", required=True)
-    predict.add_argument("--threshold", type=float, default=0.5)
+    predict.add_argument("--threshold", type=float, default=0.5, help="segmentation: mask")
+    predict.add_argument(
+        "--score-threshold",
+        type=float,
+        default=cli_detection.DRAW_SCORE_THRESHOLD,
+        help="detector: boxes drawn score at least this (the JSON has all)",
+    )
+    predict.add_argument(
+        "--min-score",
+        type=float,
+        default=None,
+        help="detector: lowest score kept at all (default: the model's own, e.g. 0.05)",
+    )
+    predict.add_argument(
+        "--coco", default=None, metavar="FILE", help="detector: take image ids from this JSON"
+    )
+    predict.add_argument("--batch-size", type=int, default=8, help="detector: images per batch")
     predict.set_defaults(func=cmd_predict)
 
     zoo = sub.add_parser(

@@ -28,7 +28,9 @@ TINY = [
 
 def test_demo_on_synthetic_data_writes_all_outputs(tmp_path, capsys):
     output = tmp_path / "demo"
-    assert main(["demo", "--synthetic", "--output", str(output), *TINY]) == 0
+    assert (
+        main(["demo", "--synthetic", "--only", "segmentation", "--output", str(output), *TINY]) == 0
+    )
     printed = capsys.readouterr().out
     assert "synthetic shapes set" in printed
     assert "epoch 1/2: validation Dice (shapes)" in printed and "epoch 2/2" in printed

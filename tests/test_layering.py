@@ -35,6 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("kerasseg.segmentation", "kerasseg.detection"),
     ("kerasseg.training",),
     ("kerasseg.zoo",),
+    ("kerasseg.cli_detection",),
     ("kerasseg.cli",),
 ]
 

@@ -15,14 +15,14 @@ from typing import Any
 
 import keras
 
-from kerasseg.training import TrainConfig
+from kerasseg.training import DetectionTrainConfig, TrainConfig
 from kerasseg.zoo import registry
 from kerasseg.zoo import weights as zw
 from kerasseg.zoo.recipes import load_recipe, resolve_data
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_training_model", "train"]
+__all__ = ["build_detector", "build_training_model", "train"]
 
 
 def build_training_model(config: TrainConfig, channels: int) -> keras.Model:
@@ -41,6 +41,26 @@ def build_training_model(config: TrainConfig, channels: int) -> keras.Model:
         weights=None,
         num_classes=config.num_classes,
         input_shape=(None, None, channels),
+        **config.model_kwargs,
+    )
+
+
+def build_detector(config: DetectionTrainConfig) -> keras.Model:
+    """Seeds Keras with ``config.seed`` and builds ``config.model`` for square inputs.
+
+    Args:
+        config: The detector name, classes, input size, builder arguments and seed.
+
+    Returns:
+        The detector, input shape ``(image_size, image_size, 3)``, uncompiled.
+    """
+    keras.utils.set_random_seed(config.seed)
+    size = int(config.image_size)
+    return registry.get(
+        config.model,
+        weights=config.weights,
+        num_classes=config.num_classes,
+        input_shape=(size, size, 3),
         **config.model_kwargs,
     )
 

@@ -26,7 +26,25 @@ A recipe is a YAML file (``zoo/recipes/<model>.<tag>.yml``)::
       learning_rate: 0.0003
       seed: 0
 
-`kerasseg.zoo.recipe_training.train` runs it with `kerasseg.training.train_segmentation` and stores the result in the
+A detection recipe says ``task: detection`` and names the splits of a VOC folder::
+
+    name: yolov8_n.bccd
+    task: detection
+    model: {num_classes: 3, init: null, kwargs: {}}
+    data:
+      dataset: BCCD
+      format: voc                  # a VOC folder (JPEGImages/, Annotations/, ImageSets/Main/)
+      path: bccd/BCCD
+      classes: [Platelets, RBC, WBC]  # class ids in this order
+      train: train                 # ImageSets/Main/<split>.txt
+      val: val
+      test: test                   # optional: scored once after training
+    train:                         # kerasseg.training.DetectionTrainConfig fields
+      epochs: 30
+      image_size: 320
+
+`kerasseg.zoo.recipe_training.train` runs it with `kerasseg.training.train_segmentation`
+(or `train_detection`) and stores the result in the
 cache (``$KERASSEG_HOME/trained/<name>/``: the weights, a record with their SHA-256 and the
 validation metrics, the recipe used, and the run's outputs), where ``kerasseg.zoo.get(name)``
 finds it.
@@ -71,6 +89,24 @@ class DataSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class DetectionDataSpec:
+    """The `data` section of a detection recipe (see the module docstring)."""
+
+    dataset: str
+    path: str
+    format: str
+    classes: tuple[str, ...]
+    train: str
+    val: str
+    test: str | None
+
+
+#: Tasks a recipe can train; detection data formats.
+TASKS = ("segmentation", "detection")
+DETECTION_FORMATS = ("voc",)
+
+
+@dataclasses.dataclass(frozen=True)
 class Recipe:
     """A parsed recipe.
 
@@ -81,7 +117,8 @@ class Recipe:
         init: Initial weights: None (random) or ``"imagenet"``.
         model_kwargs: Further builder arguments.
         data: Where the data is and how it is split.
-        train: The remaining `kerasseg.training.TrainConfig` fields.
+        train: The remaining `kerasseg.training.TrainConfig` (or, for detection,
+            `kerasseg.training.DetectionTrainConfig`) fields.
         text: The YAML as written (stored with the trained weights; hashed).
         path: The file it was read from, if any.
     """
@@ -91,10 +128,11 @@ class Recipe:
     num_classes: int
     init: str | None
     model_kwargs: dict[str, Any]
-    data: DataSpec
+    data: DataSpec | DetectionDataSpec
     train: dict[str, Any]
     text: str
     path: Path | None = None
+    task: str = "segmentation"
 
     @property
     def model(self) -> str:
@@ -110,12 +148,19 @@ class Recipe:
 
     @property
     def input_shape(self) -> tuple[None, None, int]:
-        return (None, None, self.data.channels)
+        return (None, None, getattr(self.data, "channels", 3))
 
     def train_config(self, **extra_model_kwargs: Any):
-        """The `kerasseg.training.TrainConfig` this recipe stands for."""
-        from kerasseg.training import TrainConfig
+        """The `kerasseg.training.TrainConfig` (`DetectionTrainConfig`) this recipe stands for."""
+        from kerasseg.training import DetectionTrainConfig, TrainConfig
 
+        if self.task == "detection":
+            return DetectionTrainConfig(
+                model=self.model,
+                model_kwargs={**self.model_kwargs, **extra_model_kwargs},
+                num_classes=self.num_classes,
+                **self.train,
+            )
         return TrainConfig(
             model=self.model,
             model_kwargs={**self.model_kwargs, **extra_model_kwargs},
@@ -158,14 +203,15 @@ def _check_keys(data: Any, required: set[str], optional: set[str], where: str) -
 
 def parse_recipe(text: str, path: Path | None = None) -> Recipe:
     """Parses and checks a recipe's YAML (see the module docstring)."""
-    from kerasseg.training import TrainConfig
-
     where = f"Recipe {path}" if path else "Recipe"
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ValueError(f"{where} is not valid YAML: {error}") from error
-    _check_keys(data, {"name", "model", "data", "train"}, {"description"}, where)
+    _check_keys(data, {"name", "model", "data", "train"}, {"description", "task"}, where)
+    task = data.get("task") or "segmentation"
+    if task not in TASKS:
+        raise ValueError(f"{where}: `task` must be one of {TASKS}, got {task!r}.")
     name = data["name"]
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"{where}: `name` must be '<model>.<tag>', got {name!r}.")
@@ -184,6 +230,9 @@ def parse_recipe(text: str, path: Path | None = None) -> Recipe:
             f"{where}: model.kwargs must be a mapping of builder arguments (encoder weights go "
             f"in model.init), got {kwargs!r}."
         )
+    if task == "detection":
+        spec = _detection_data(data["data"], num_classes, where)
+        return _finish(data, where, name, num_classes, init, kwargs, spec, text, path, task)
     raw = _check_keys(
         data["data"],
         {"path", "channels", "train", "val"},
@@ -215,7 +264,59 @@ def parse_recipe(text: str, path: Path | None = None) -> Recipe:
     if set(spec.train) & set(spec.val):
         overlap = sorted(set(spec.train) & set(spec.val))
         raise ValueError(f"{where}: data.train and data.val overlap: {overlap}.")
-    allowed = {f.name for f in dataclasses.fields(TrainConfig)} - _CONFIG_KEYS
+    return _finish(data, where, name, num_classes, init, kwargs, spec, text, path, task)
+
+
+def _detection_data(raw: Any, num_classes: int, where: str) -> DetectionDataSpec:
+    raw = _check_keys(
+        raw, {"path", "format", "classes", "train", "val"}, {"dataset", "test"}, f"{where}: data"
+    )
+    if raw["format"] not in DETECTION_FORMATS:
+        raise ValueError(
+            f"{where}: data.format must be one of {DETECTION_FORMATS}, got {raw['format']!r}."
+        )
+    classes = raw["classes"]
+    if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        raise ValueError(f"{where}: data.classes must be a list of names, got {classes!r}.")
+    if len(classes) != num_classes:
+        raise ValueError(
+            f"{where}: data.classes names {len(classes)} classes but model.num_classes is "
+            f"{num_classes}."
+        )
+    splits = {key: raw.get(key) for key in ("train", "val", "test")}
+    for key, value in splits.items():
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{where}: data.{key} must be a split name, got {value!r}.")
+    if len({v for v in splits.values() if v}) != len([v for v in splits.values() if v]):
+        raise ValueError(f"{where}: data.train, data.val and data.test must differ: {splits}.")
+    return DetectionDataSpec(
+        dataset=str(raw.get("dataset") or raw["path"]),
+        path=str(raw["path"]),
+        format=raw["format"],
+        classes=tuple(classes),
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
+    )
+
+
+def _finish(
+    data: dict,
+    where: str,
+    name: str,
+    num_classes: int,
+    init: str | None,
+    kwargs: dict,
+    spec: DataSpec | DetectionDataSpec,
+    text: str,
+    path: Path | None,
+    task: str,
+) -> Recipe:
+    """The `train` section checked against the task's config fields, and the recipe."""
+    from kerasseg.training import DetectionTrainConfig, TrainConfig
+
+    config = DetectionTrainConfig if task == "detection" else TrainConfig
+    allowed = {f.name for f in dataclasses.fields(config)} - _CONFIG_KEYS - {"weights"}
     train = _check_keys(data["train"], set(), allowed, f"{where}: train")
     return Recipe(
         name=name,
@@ -227,6 +328,7 @@ def parse_recipe(text: str, path: Path | None = None) -> Recipe:
         train=dict(train),
         text=text,
         path=path,
+        task=task,
     )
 
 
@@ -278,26 +380,34 @@ def data_roots(data_root: str | os.PathLike | None = None) -> list[Path]:
 
 
 def resolve_data(recipe: Recipe, data_root: str | os.PathLike | None = None) -> Path:
-    """The folder holding the recipe's images and masks."""
+    """The folder holding the recipe's images and masks (a detection recipe: its VOC
+    folder)."""
     spec = recipe.data
     candidates = (
         [Path(spec.path).expanduser()]
         if Path(spec.path).expanduser().is_absolute()
         else [root / spec.path for root in data_roots(data_root)]
     )
+    if isinstance(spec, DetectionDataSpec):
+        parts = ("JPEGImages", "Annotations")
+    else:
+        parts = (spec.images, spec.masks)
     for folder in candidates:
-        if (folder / spec.images).is_dir() and (folder / spec.masks).is_dir():
+        if all((folder / part).is_dir() for part in parts):
             return folder
     looked = "\n".join(f"  {c}" for c in candidates)
     raise FileNotFoundError(
-        f"The data of recipe {recipe.name!r} ({spec.dataset}: {spec.path}/{{{spec.images},"
-        f"{spec.masks}}}) was not found. Looked in:\n{looked}\nPass --data-root DIR (the folder "
-        f"holding {spec.path!r}) or set {ENV_DATA}."
+        f"The data of recipe {recipe.name!r} ({spec.dataset}: {spec.path}/{{{','.join(parts)}}}) "
+        f"was not found. Looked in:\n{looked}\nPass --data-root DIR (the folder holding "
+        f"{spec.path!r}) or set {ENV_DATA}."
     )
 
 
 __all__ = [
+    "DETECTION_FORMATS",
+    "TASKS",
     "DataSpec",
+    "DetectionDataSpec",
     "Recipe",
     "data_roots",
     "known_recipes",
