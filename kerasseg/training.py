@@ -267,6 +267,12 @@ class DetectionTrainConfig:
         letterbox: Keep the aspect ratio and pad (True) or stretch to the square (False).
         max_boxes: Boxes per image in a batch; None: the most any training image has.
         flip: Random horizontal flips.
+        scale_range: Random scale jitter ``(low, high)`` of the fitted image followed by a
+            random crop or padding back to the input size
+            (`kerasseg.data.detection_augment.random_scale_crop`); None: none.
+        flip_vertical: Random top-bottom flips too (data without an "up", as microscopy).
+        colour: Random brightness, contrast, saturation and hue.
+        mosaic: Probability of a 4-image mosaic per training image.
         learning_rate: Peak Adam learning rate, reached after `warmup_steps` and then
             cosine-decayed to 1% over the run.
         warmup_steps: Linear warm-up steps from a tenth of the learning rate.
@@ -287,6 +293,10 @@ class DetectionTrainConfig:
     letterbox: bool = True
     max_boxes: int | None = None
     flip: bool = True
+    scale_range: tuple[float, float] | None = None
+    flip_vertical: bool = False
+    colour: bool = False
+    mosaic: float = 0.0
     learning_rate: float = 1e-3
     warmup_steps: int = 20
     clipnorm: float | None = 10.0
@@ -485,17 +495,32 @@ def _train_pipeline(annotations: Any, config: DetectionTrainConfig, max_boxes: i
     """Shuffled, flipped, fitted, padded, repeated fixed-shape batches."""
     import tensorflow as tf
 
+    from kerasseg.data.detection_augment import detection_augmentation
+
     size = (config.image_size, config.image_size)
+    augmenting = bool(config.scale_range or config.flip_vertical or config.colour or config.mosaic)
     dataset = annotations.to_dataset(
         max_boxes=max_boxes,
         on_overflow="warn",
         image_size=size,
         letterbox=config.letterbox,
-        flip=config.flip,
+        flip=config.flip and not augmenting,  # else the augmentation flips
         shuffle=True,
         seed=config.seed,
-    )
-    return dataset.repeat().batch(config.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    ).repeat()
+    if augmenting:
+        # On the fitted image: scale 1 is the input the detector sees at test time.
+        augment = detection_augmentation(
+            size,
+            scale_range=tuple(config.scale_range or (1.0, 1.0)),
+            flip_horizontal=config.flip,
+            flip_vertical=config.flip_vertical,
+            colour=config.colour,
+            mosaic_probability=config.mosaic,
+            seed=config.seed,
+        )
+        dataset = augment.apply(dataset, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.batch(config.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
 def _map_callback(annotations: Any, config: DetectionTrainConfig) -> keras.callbacks.Callback:

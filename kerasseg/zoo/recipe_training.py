@@ -91,12 +91,62 @@ def train(
     Returns:
         The record written (``record.json``).
     """
-    from kerasseg.data.masks import SegmentationFolder
-    from kerasseg.training import train_segmentation
-
     recipe = load_recipe(name_or_path)
     registry.resolve(recipe.model)  # an unknown model fails before any work
     folder_path = resolve_data(recipe, data_root)
+    run = _run_detection if recipe.task == "detection" else _run_segmentation
+
+    final = zw.trained_dir(recipe.name)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.partial")
+    try:
+        metrics, train_seconds = run(
+            recipe, folder_path, staging / "run", report=report, verbose=verbose, progress=progress
+        )
+        model = keras.models.load_model(staging / "run" / "model.keras")
+        model.save_weights(staging / zw.TRAINED_WEIGHTS)
+        (staging / zw.TRAINED_RECIPE).write_text(recipe.text, encoding="utf-8")
+        record = {
+            "name": recipe.name,
+            **zw.file_record(staging / zw.TRAINED_WEIGHTS),
+            "recipe_sha256": recipe.sha256,
+            "recipe_source": str(recipe.path) if recipe.path else None,
+            "metrics": [
+                {
+                    "dataset": recipe.data.dataset,
+                    "split": split,
+                    "values": values,
+                    "source": "kerasseg zoo train (this machine)",
+                    "recipe": zw.TRAINED_RECIPE,
+                    "date": zw.now(),
+                }
+                for split, values in metrics
+            ],
+            "train_seconds": train_seconds,
+            "data": str(folder_path),
+            "created": zw.now(),
+            **zw.versions(),
+        }
+        zw.write_json_atomic(staging / zw.TRAINED_RECORD, record)
+        old = final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.old")
+        if final.exists():
+            os.replace(final, old)
+        os.replace(staging, final)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    logger.info("Trained %s: %s; weights in %s", recipe.name, record["metrics"][0]["values"], final)
+    return record
+
+
+def _run_segmentation(
+    recipe: Any, folder_path: Any, output_dir: Any, *, report: Any, verbose: Any, progress: bool
+) -> tuple[list[tuple[str, dict[str, float]]], float]:
+    """Trains a segmentation recipe into `output_dir`; its validation metrics and time."""
+    from kerasseg.data.masks import SegmentationFolder
+    from kerasseg.training import train_segmentation
+
     spec = recipe.data
     folder = SegmentationFolder(
         folder_path / spec.images,
@@ -124,55 +174,71 @@ def train(
         )
     config = recipe.train_config(**extra)
 
-    final = zw.trained_dir(recipe.name)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.partial")
-    try:
-        results = train_segmentation(
-            build_training_model(config, folder.channels),
-            folder,
-            train_indices=list(spec.train),
-            val_indices=list(spec.val),
-            config=config,
-            output_dir=staging / "run",
-            what=", ".join(spec.classes) or "foreground",
-            report=report,
-            verbose=verbose,
+    results = train_segmentation(
+        build_training_model(config, folder.channels),
+        folder,
+        train_indices=list(spec.train),
+        val_indices=list(spec.val),
+        config=config,
+        output_dir=output_dir,
+        what=", ".join(spec.classes) or "foreground",
+        report=report,
+        verbose=verbose,
+    )
+    values = {k: round(float(v), 6) for k, v in results["validation"].items()}
+    split = f"validation: indices {_ranges(spec.val)} of {folder_path}"
+    return [(split, values)], results["train_seconds"]
+
+
+def _detection_values(scores: dict[str, Any]) -> dict[str, Any]:
+    """The metrics record of a `kerasseg.training.detection_scores` summary."""
+    coco = scores["coco"]
+    values = {"coco_ap": coco["map"], "coco_ap50": coco["map50"], "voc07_map": scores["voc07_map"]}
+    for name, per_class in scores["per_class"].items():
+        values[f"voc07_ap/{name}"] = per_class["voc07_ap"]
+        values[f"coco_ap/{name}"] = per_class["ap"]
+    return values
+
+
+def _run_detection(
+    recipe: Any, folder_path: Any, output_dir: Any, *, report: Any, verbose: Any, progress: bool
+) -> tuple[list[tuple[str, dict[str, Any]]], float]:
+    """Trains a detection recipe into `output_dir`; validation and test metrics, time."""
+    from kerasseg.data import load_voc
+    from kerasseg.training import evaluate_detection, train_detection
+
+    del progress  # detection recipes start from random weights
+    spec = recipe.data
+    classes = list(spec.classes)
+    train_set = load_voc(folder_path, spec.train, classes)
+    val_set = load_voc(folder_path, spec.val, classes)
+    config = recipe.train_config()
+    model = build_detector(config)
+    results = train_detection(
+        model,
+        train_set,
+        val_set,
+        config=config,
+        output_dir=output_dir,
+        report=report,
+        verbose=verbose,
+    )
+    metrics = [
+        (
+            f"{spec.val} ({len(val_set)} images, original pixels)",
+            _detection_values(results["validation"]),
         )
-        model = keras.models.load_model(staging / "run" / "model.keras")
-        model.save_weights(staging / zw.TRAINED_WEIGHTS)
-        (staging / zw.TRAINED_RECIPE).write_text(recipe.text, encoding="utf-8")
-        record = {
-            "name": recipe.name,
-            **zw.file_record(staging / zw.TRAINED_WEIGHTS),
-            "recipe_sha256": recipe.sha256,
-            "recipe_source": str(recipe.path) if recipe.path else None,
-            "metrics": [
-                {
-                    "dataset": spec.dataset,
-                    "split": f"validation: indices {_ranges(spec.val)} of {folder_path}",
-                    "values": {k: round(float(v), 6) for k, v in results["validation"].items()},
-                    "source": "kerasseg zoo train (this machine)",
-                    "recipe": zw.TRAINED_RECIPE,
-                    "date": zw.now(),
-                }
-            ],
-            "train_seconds": results["train_seconds"],
-            "data": str(folder_path),
-            "created": zw.now(),
-            **zw.versions(),
-        }
-        zw.write_json_atomic(staging / zw.TRAINED_RECORD, record)
-        old = final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.old")
-        if final.exists():
-            os.replace(final, old)
-        os.replace(staging, final)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    logger.info("Trained %s: %s; weights in %s", recipe.name, record["metrics"][0]["values"], final)
-    return record
+    ]
+    if spec.test:
+        test_set = load_voc(folder_path, spec.test, classes)
+        scores, coco, _, _ = evaluate_detection(
+            model, test_set, letterbox=config.letterbox, batch_size=config.batch_size
+        )
+        logger.info("Test (COCO protocol, original pixels):\n%s", coco)
+        metrics.append(
+            (f"{spec.test} ({len(test_set)} images, original pixels)", _detection_values(scores))
+        )
+    return metrics, results["train_seconds"]
 
 
 def _ranges(indices: tuple[int, ...]) -> str:
