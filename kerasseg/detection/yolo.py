@@ -161,8 +161,7 @@ class SpaceToDepth(keras.layers.Layer):
     Call arguments:
         inputs: ``(B, H, W, C)`` with H and W multiples of `block_size`.
 
-    Returns:
-        ``(B, H / b, W / b, b * b * C)``.
+    The call returns ``(B, H / b, W / b, b * b * C)``.
     """
 
     def __init__(self, block_size: int = PASSTHROUGH_BLOCK, **kwargs: Any):
