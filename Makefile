@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export NO_MKDOCS_2_WARNING ?= 1
 
-.PHONY: demo test docs lint format install clean
+.PHONY: demo test docs lint format install clean bench-env
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,5 +47,24 @@ format: $(VENV)/.installed-dev
 docs: $(VENV)/.installed-dev
 	$(BIN)/mkdocs build --strict
 
+# The ultralytics peer of benchmarks/detection.py, in its own environment (PyTorch, no Keras).
+# It reuses the project environment's PyTorch and NumPy through a .pth file (no second
+# multi-GB torch download; BENCH_SHARE_PROJECT=0 installs its own), then installs ultralytics.
+BENCH_VENV ?= .venv-ultralytics
+BENCH_SHARE_PROJECT ?= 1
+
+bench-env: $(BENCH_VENV)/.installed
+
+$(BENCH_VENV)/.installed: constraints.txt | $(VENV)/.installed-dev
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+ifeq ($(BENCH_SHARE_PROJECT),1)
+	$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > $(BENCH_VENV)/project-site.txt
+	$(BENCH_VENV)/bin/python -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'zz_kerasseg_project.pth').write_text(pathlib.Path('$(BENCH_VENV)/project-site.txt').read_text())"
+endif
+	$(BENCH_VENV)/bin/python -m pip install -q -c constraints.txt "ultralytics>=8.3,<9"
+	YOLO_OFFLINE=1 $(BENCH_VENV)/bin/python -c "import ultralytics, torch; print('ultralytics', ultralytics.__version__, 'torch', torch.__version__)"
+	touch $@
+
 clean:
-	rm -rf $(VENV) site build dist *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) site build dist *.egg-info
