@@ -10,7 +10,7 @@ the table, not the end of the benchmark.
 
 Runs (``--runs``, default all):
 
-- ``kerasseg:yolov8_n``, ``kerasseg:yolov2_cspdarknet_n``, ``kerasseg:ssd_resnet18``,
+- ``kerasseg:yolov8_n``, ``kerasseg:yolov8_xs``, ``kerasseg:yolov2_cspdarknet_n``, ``kerasseg:ssd_resnet18``,
   ``kerasseg:retinanet_resnet18``: kerasseg's zoo detectors (``weights=None``); the four
   of the lecture table.
 - ``keras-cv:yolov8_xs``: keras-cv 0.9 ``YOLOV8Detector`` on the ``yolo_v8_xs_backbone``
@@ -127,6 +127,7 @@ RUNS = {
     run.name: run
     for run in (
         Run("kerasseg", "yolov8_n", "kerasseg YOLOv8-n"),
+        Run("kerasseg", "yolov8_xs", "kerasseg YOLOv8-xs (keras-cv's xs layout)"),
         Run("kerasseg", "yolov2_cspdarknet_n", "kerasseg YOLOv2, CSP-Darknet-n"),
         Run("kerasseg", "ssd_resnet18", "kerasseg SSD, ResNet-18"),
         Run("kerasseg", "retinanet_resnet18", "kerasseg RetinaNet, ResNet-18"),
