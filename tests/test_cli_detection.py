@@ -59,7 +59,7 @@ def voc(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(voc, tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
-    argv = ["train", "--model", "retinanet_resnet18", "--voc", str(voc), "--val-split", "val"]
+    argv = ["train", "--model", "yolov2_cspdarknet_n", "--voc", str(voc), "--val-split", "val"]
     assert main([*argv, "--output", str(run), *TINY]) == 0
     return run
 
@@ -72,7 +72,7 @@ def test_train_writes_the_model_its_info_and_the_validation_map(trained, voc):
     assert info["image_size"] == [SIZE, SIZE] and info["letterbox"] is True
     results = json.loads((trained / "results.json").read_text())
     assert results["train_images"] == 6 and results["validation_images"] == 2
-    assert results["steps"] == 2 and results["config"]["model"] == "retinanet_resnet18"
+    assert results["steps"] == 2 and results["config"]["model"] == "yolov2_cspdarknet_n"
     check_scores(results["validation"], 2)
     history = json.loads((trained / "history.json").read_text())
     assert len(history["loss"]) == 1 and "val_map" in history  # the mAP callback ran

@@ -16,6 +16,7 @@ import pytest
 import kerasseg
 from kerasseg.data import load_voc
 from kerasseg.metrics.detection.evaluator import evaluate
+from tests.detection.support import assert_padded_detections
 from tests.support import require_shared_data
 
 SIZE = (192, 256)  # BCCD's 480 x 640, letterboxed
@@ -52,9 +53,17 @@ def test_detector_overfits_four_bccd_images(
             layer.momentum = 0.5
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
     history = model.fit(images, targets, epochs=steps, batch_size=4, verbose=0).history
+    # fit logs the loss and its parts, which sum to it.
+    assert set(history) == {"loss", *model.LOSS_PARTS}
+    parts = np.sum([history[part] for part in model.LOSS_PARTS], axis=0)
+    np.testing.assert_allclose(parts, history["loss"], rtol=1e-4)
+    # It falls (YOLOv8's first rises: it is divided by the sum of the target scores, which
+    # grow as the predictions align with the objects).
     assert np.all(np.isfinite(history["loss"]))
+    assert history["loss"][-1] < 0.7 * max(history["loss"]), history["loss"]
     model.score_threshold = 0.001
     detections = model.predict(images, verbose=0)
+    assert_padded_detections(detections, 4, 3, SIZE, score_threshold=0.001)
     ap50 = evaluate(targets, detections, "voc07", num_classes=3).map
     print(f"{name}: VOC07 AP50 {ap50:.3f} after {steps} steps")
     assert ap50 > threshold
