@@ -26,8 +26,8 @@ from kerasseg.detection.heads import conv_tower_head
 from kerasseg.detection.matching import IoUMatcher, assign_targets
 from kerasseg.detection.necks import feature_pyramid
 from kerasseg.detection.postprocess import DetectionDecoder
+from kerasseg.detection.variants import register_detector_variant
 from kerasseg.encoders.features import ENCODER_STRIDE, encoder_features
-from kerasseg.registry import register_model
 from kerasseg.utils.checks import check_choice, check_positive_int
 
 __all__ = ["BOX_LOSSES", "RetinaNet", "retinanet", "retinanet_anchors"]
@@ -238,32 +238,17 @@ def retinanet(
     )
 
 
-def _variant(backbone: str, config: dict[str, Any]) -> Any:
-    model_name = f"retinanet_{backbone}"
-
-    def builder(
-        *,
-        num_classes: int = 80,
-        input_shape: tuple[int | None, int | None, int] = (None, None, 3),
-        **kwargs: Any,
-    ) -> RetinaNet:
-        return retinanet(
-            backbone, num_classes=num_classes, input_shape=input_shape, **{**config, **kwargs}
-        )
-
-    builder.__name__ = builder.__qualname__ = model_name
-    builder.__doc__ = (
-        f"RetinaNet on a {backbone} backbone ({config['channels']}-channel FPN P3-P7 and "
-        f"heads).\n\n``retinanet({backbone!r}, **kwargs)``; see `retinanet`."
-    )
-    return register_model(
-        model_name,
-        family="retinanet",
-        task="detection",
-        encoder=backbone,
-        input_multiple=ENCODER_STRIDE,
-    )(builder)
-
-
 for _backbone, _config in VARIANTS.items():
-    globals()[f"retinanet_{_backbone}"] = _variant(_backbone, _config)
+    globals()[f"retinanet_{_backbone}"] = register_detector_variant(
+        f"retinanet_{_backbone}",
+        retinanet,
+        _config,
+        args=(_backbone,),
+        doc=(
+            f"RetinaNet on a {_backbone} backbone ({_config['channels']}-channel FPN P3-P7 and "
+            f"heads).\n\n``retinanet({_backbone!r}, **kwargs)``; see `retinanet`."
+        ),
+        family="retinanet",
+        encoder=_backbone,
+        input_multiple=ENCODER_STRIDE,
+    )

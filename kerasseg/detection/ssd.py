@@ -36,6 +36,7 @@ from kerasseg.detection.format import BOXES, CLASSES
 from kerasseg.detection.matching import SSDMatcher, assign_targets, topk_hard_negatives
 from kerasseg.detection.necks import conv
 from kerasseg.detection.postprocess import DetectionDecoder
+from kerasseg.detection.variants import register_detector_variant
 from kerasseg.encoders.build import get as get_encoder
 from kerasseg.encoders.features import ENCODER_STRIDE, encoder_features
 from kerasseg.encoders.specs import spec as encoder_spec
@@ -483,28 +484,18 @@ def ssd(
     return _detector(inputs, levels, anchors, num_classes, name, postprocess)
 
 
-def _variant(backbone: str, config: dict[str, Any]) -> Any:
-    model_name = f"ssd_{backbone}"
-
-    def builder(
-        *,
-        num_classes: int = 80,
-        input_shape: tuple[int | None, int | None, int] = (None, None, 3),
-        **kwargs: Any,
-    ) -> SSD:
-        return ssd(
-            backbone, num_classes=num_classes, input_shape=input_shape, **{**config, **kwargs}
-        )
-
-    builder.__name__ = builder.__qualname__ = model_name
-    builder.__doc__ = (
-        f"SSD on a {backbone} backbone (strides 8 ... 256, extra levels of "
-        f"{config['extra_channels']} channels).\n\n``ssd({backbone!r}, **kwargs)``; see `ssd`."
-    )
-    return register_model(
-        model_name, family="ssd", task="detection", encoder=backbone, input_multiple=ENCODER_STRIDE
-    )(builder)
-
-
 for _backbone, _config in VARIANTS.items():
-    globals()[f"ssd_{_backbone}"] = _variant(_backbone, _config)
+    globals()[f"ssd_{_backbone}"] = register_detector_variant(
+        f"ssd_{_backbone}",
+        ssd,
+        _config,
+        args=(_backbone,),
+        doc=(
+            f"SSD on a {_backbone} backbone (strides 8 ... 256, extra levels of "
+            f"{_config['extra_channels']} channels).\n\n``ssd({_backbone!r}, **kwargs)``; see "
+            "`ssd`."
+        ),
+        family="ssd",
+        encoder=_backbone,
+        input_multiple=ENCODER_STRIDE,
+    )

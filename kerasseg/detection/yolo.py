@@ -71,9 +71,9 @@ from kerasseg.detection.detector import DetectionTargets, Detector
 from kerasseg.detection.format import BOXES, CLASSES
 from kerasseg.detection.heads import HEAD_STDDEV, prior_bias
 from kerasseg.detection.postprocess import DetectionDecoder
+from kerasseg.detection.variants import register_detector_variant
 from kerasseg.encoders.features import encoder_features
 from kerasseg.layers.checks import DivisibleSizeCheck, check_input_shape
-from kerasseg.registry import register_model
 from kerasseg.utils.checks import check_positive_int
 
 __all__ = [
@@ -773,34 +773,25 @@ def yolov2(
     )
 
 
-def _variant(variant: str, config: dict[str, Any]) -> Any:
-    model_name = f"yolov2_{variant}"
+def _register(variant: str, config: dict[str, Any]) -> Any:
     config = dict(config)
     backbone = config.pop("backbone")
-
-    def builder(
-        *,
-        num_classes: int = 20,
-        input_shape: tuple[int | None, int | None, int] = (None, None, 3),
-        **kwargs: Any,
-    ) -> YOLOv2:
-        settings = {**config, "name": model_name, **kwargs}
-        return yolov2(backbone, num_classes=num_classes, input_shape=input_shape, **settings)
-
-    builder.__name__ = builder.__qualname__ = model_name
     size = f" (width x{config['width']}, depth x{config['depth']})" if "width" in config else ""
-    builder.__doc__ = (
-        f"YOLOv2 on a {backbone} backbone{size}, {config['head_channels']}-channel head.\n\n"
-        f"``yolov2({backbone!r}, **kwargs)``; see `yolov2`."
-    )
-    return register_model(
-        model_name,
+    return register_detector_variant(
+        f"yolov2_{variant}",
+        yolov2,
+        {**config, "name": f"yolov2_{variant}"},
+        args=(backbone,),
+        doc=(
+            f"YOLOv2 on a {backbone} backbone{size}, {config['head_channels']}-channel head.\n\n"
+            f"``yolov2({backbone!r}, **kwargs)``; see `yolov2`."
+        ),
         family="yolov2",
-        task="detection",
         encoder=None if backbone == CSPDARKNET else backbone,
         input_multiple=INPUT_MULTIPLE,
-    )(builder)
+        default_classes=20,
+    )
 
 
 for _variant_name, _config in VARIANTS.items():
-    globals()[f"yolov2_{_variant_name}"] = _variant(_variant_name, _config)
+    globals()[f"yolov2_{_variant_name}"] = _register(_variant_name, _config)

@@ -35,8 +35,8 @@ from kerasseg.detection.format import BOXES, CLASSES
 from kerasseg.detection.heads import decoupled_head
 from kerasseg.detection.necks import path_aggregation
 from kerasseg.detection.postprocess import DetectionDecoder
+from kerasseg.detection.variants import register_detector_variant
 from kerasseg.layers.checks import DivisibleSizeCheck, check_input_shape
-from kerasseg.registry import register_model
 from kerasseg.utils.checks import check_positive_int
 
 __all__ = ["VARIANTS", "YOLOv8", "anchor_points", "yolov8"]
@@ -332,27 +332,15 @@ def yolov8(
     return YOLOv8(network, num_classes, decoder=decoder, reg_max=reg_max, name=name)
 
 
-def _variant(size: str, config: dict[str, Any]) -> Any:
-    model_name = f"yolov8_{size}"
-
-    def builder(
-        *,
-        num_classes: int = 80,
-        input_shape: tuple[int | None, int | None, int] = (None, None, 3),
-        **kwargs: Any,
-    ) -> YOLOv8:
-        settings = {**config, "name": model_name, **kwargs}
-        return yolov8(num_classes=num_classes, input_shape=input_shape, **settings)
-
-    builder.__name__ = builder.__qualname__ = model_name
-    builder.__doc__ = (
-        f"YOLOv8-{size} (width x{config['width']}, depth x{config['depth']}).\n\n"
-        f"``yolov8(width={config['width']}, depth={config['depth']}, ...)``; see `yolov8`."
-    )
-    return register_model(
-        model_name, family="yolov8", task="detection", input_multiple=INPUT_MULTIPLE
-    )(builder)
-
-
 for _size, _config in VARIANTS.items():
-    globals()[f"yolov8_{_size}"] = _variant(_size, _config)
+    globals()[f"yolov8_{_size}"] = register_detector_variant(
+        f"yolov8_{_size}",
+        yolov8,
+        {**_config, "name": f"yolov8_{_size}"},
+        doc=(
+            f"YOLOv8-{_size} (width x{_config['width']}, depth x{_config['depth']}).\n\n"
+            f"``yolov8(width={_config['width']}, depth={_config['depth']}, ...)``; see `yolov8`."
+        ),
+        family="yolov8",
+        input_multiple=INPUT_MULTIPLE,
+    )
