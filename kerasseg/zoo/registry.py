@@ -324,11 +324,13 @@ def _presence(path: Path, record: Path | None = None) -> tuple[str, str]:
     return "present", f"recorded sha256 {recorded}" if recorded else "not re-hashed"
 
 
-def _encoder_weights_info(weights: Any, in_channels: int, verify: bool) -> dict[str, Any]:
+def _downloaded_and_converted(
+    weights: Any, converted: Any, verify: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The cache state of a fetched file and of its converted Keras weights."""
     from kerasseg.zoo import remote as dl
     from kerasseg.zoo import weights as zw
 
-    converted = zw.converted_path(weights, in_channels)
     if verify:
         download_status, download_detail = dl.check_cached(weights.file)
         converted_status, converted_detail = zw.check_converted(weights, converted)
@@ -337,10 +339,22 @@ def _encoder_weights_info(weights: Any, in_channels: int, verify: bool) -> dict[
         converted_status, converted_detail = _presence(
             converted, converted.with_name(converted.name + zw.RECORD_SUFFIX)
         )
+    download = {
+        "path": str(weights.file.cache_path()),
+        "status": download_status,
+        "detail": download_detail,
+    }
+    return download, {
+        "path": str(converted),
+        "status": converted_status,
+        "detail": converted_detail,
+    }
+
+
+def _fetched_weights_info(weights: Any, download: dict, converted: dict) -> dict[str, Any]:
+    """What encoder and converted weights entries share: file, licence, data, cache."""
     return {
-        "kind": "encoder",
         "name": weights.name,
-        "encoder": weights.encoder,
         "url": weights.file.url,
         "sha256": weights.file.sha256,
         "sha256_prefix": weights.file.sha256_prefix,
@@ -351,70 +365,35 @@ def _encoder_weights_info(weights: Any, in_channels: int, verify: bool) -> dict[
         "licence_note": weights.licence_note,
         "source": weights.source,
         "dataset": weights.dataset,
-        "classes": weights.classes,
+        "classes": list(weights.classes) if weights.classes is not None else None,
         "preprocessing": weights.preprocessing,
         "metrics": list(weights.metrics),
-        "cache": {
-            "download": {
-                "path": str(weights.file.cache_path()),
-                "status": download_status,
-                "detail": download_detail,
-            },
-            "converted": {
-                "path": str(converted),
-                "status": converted_status,
-                "detail": converted_detail,
-                "in_channels": in_channels,
-            },
-        },
+        "cache": {"download": download, "converted": converted},
         "metafile": str(weights.metafile),
     }
 
 
-def _converted_weights_info(weights: Any, verify: bool) -> dict[str, Any]:
-    from kerasseg.zoo import remote as dl
+def _encoder_weights_info(weights: Any, in_channels: int, verify: bool) -> dict[str, Any]:
     from kerasseg.zoo import weights as zw
 
-    converted = zw.converted_path(weights)
-    if verify:
-        download_status, download_detail = dl.check_cached(weights.file)
-        converted_status, converted_detail = zw.check_converted(weights, converted)
-    else:
-        download_status, download_detail = _presence(weights.file.cache_path())
-        converted_status, converted_detail = _presence(
-            converted, converted.with_name(converted.name + zw.RECORD_SUFFIX)
-        )
+    download, converted = _downloaded_and_converted(
+        weights, zw.converted_path(weights, in_channels), verify
+    )
+    converted["in_channels"] = in_channels
+    info = _fetched_weights_info(weights, download, converted)
+    return {"kind": "encoder", "encoder": weights.encoder, **info}
+
+
+def _converted_weights_info(weights: Any, verify: bool) -> dict[str, Any]:
+    from kerasseg.zoo import weights as zw
+
+    download, converted = _downloaded_and_converted(weights, zw.converted_path(weights), verify)
+    info = _fetched_weights_info(weights, download, converted)
     return {
         "kind": "converted",
-        "name": weights.name,
         "format": weights.format,
         "num_classes": weights.num_classes,
-        "url": weights.file.url,
-        "sha256": weights.file.sha256,
-        "sha256_prefix": weights.file.sha256_prefix,
-        "hash_check": weights.file.hash_check,
-        "size_bytes": weights.file.size_bytes,
-        "size_mb": weights.file.size_mb,
-        "licence": weights.licence,
-        "licence_note": weights.licence_note,
-        "source": weights.source,
-        "dataset": weights.dataset,
-        "classes": list(weights.classes),
-        "preprocessing": weights.preprocessing,
-        "metrics": list(weights.metrics),
-        "cache": {
-            "download": {
-                "path": str(weights.file.cache_path()),
-                "status": download_status,
-                "detail": download_detail,
-            },
-            "converted": {
-                "path": str(converted),
-                "status": converted_status,
-                "detail": converted_detail,
-            },
-        },
-        "metafile": str(weights.metafile),
+        **info,
     }
 
 
