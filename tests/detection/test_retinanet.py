@@ -100,7 +100,7 @@ def test_builds_for_one_and_many_classes_at_any_multiple_of_32():
 
 
 def test_registered_variants():
-    names = kerasseg.zoo.list_models("retinanet_*")
+    names = [n for n in kerasseg.zoo.list_models("retinanet_*") if "." not in n]
     assert names == ["retinanet_resnet18", "retinanet_resnet34", "retinanet_resnet50"]
     entry = kerasseg.zoo.registry.registered("retinanet_resnet50")
     assert entry.task == "detection" and entry.encoder == "resnet50" and entry.input_multiple == 32

@@ -374,7 +374,7 @@ def test_builds_for_one_and_many_classes_at_any_multiple_of_32():
 
 
 def test_registered_variants():
-    names = kerasseg.zoo.list_models("yolov2_*")
+    names = [n for n in kerasseg.zoo.list_models("yolov2_*") if "." not in n]
     assert names == ["yolov2_cspdarknet_n", "yolov2_cspdarknet_s", "yolov2_resnet18"]
     for name in names:
         entry = kerasseg.zoo.registry.registered(name)

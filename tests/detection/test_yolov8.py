@@ -132,6 +132,10 @@ def test_errors_name_the_argument():
 
 
 def test_registered_variants():
-    assert kerasseg.zoo.list_models("yolov8_*") == ["yolov8_n", "yolov8_s", "yolov8_xs"]
+    assert [n for n in kerasseg.zoo.list_models("yolov8_*") if "." not in n] == [
+        "yolov8_n",
+        "yolov8_s",
+        "yolov8_xs",
+    ]
     entry = kerasseg.zoo.registry.registered("yolov8_xs")
     assert entry.task == "detection" and entry.family == "yolov8" and entry.input_multiple == 32

@@ -127,11 +127,22 @@ def test_every_metafile_is_indexed_and_task_weights_claim_only_real_runs():
         for weights in card.weights.values():
             tagged += 1
             assert weights.file is None
-            assert recipes.load_recipe(weights.recipe).name == weights.name
+            recipe = recipes.load_recipe(weights.recipe)
+            assert recipe.name == weights.name
             for metric in weights.metrics:
                 assert metric["source"].startswith(f"kerasseg zoo train {weights.name}")
                 assert metric["recipe"] == f"recipes/{weights.name}.yml"
-                assert set(metric["values"]) == {"dice", "jaccard", "cosine"}
+                if recipe.task == "detection":  # what recipe_training records, per class too
+                    per_class = {
+                        f"{kind}/{name}"
+                        for kind in ("voc07_ap", "coco_ap")
+                        for name in recipe.data.classes
+                    }
+                    assert (
+                        set(metric["values"]) == {"coco_ap", "coco_ap50", "voc07_map"} | per_class
+                    )
+                else:
+                    assert set(metric["values"]) == {"dice", "jaccard", "cosine"}
     assert tagged >= 2
 
 
