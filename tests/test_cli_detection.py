@@ -9,6 +9,7 @@ from PIL import Image
 from kerasseg.cli import main
 from kerasseg.cli_detection import DEMO_DETECTOR, coco_results, model_task
 from kerasseg.data.synthetic import synthetic_box_class_names, write_synthetic_voc
+from kerasseg.metrics.detection.coco import STAT_NAMES
 
 SIZE = 64
 TINY = [
@@ -23,20 +24,7 @@ TINY = [
     "--quiet",
 ]
 CLASSES = sorted(synthetic_box_class_names(2))  # as load_voc discovers them
-COCO_STATS = {
-    "map",
-    "map50",
-    "map75",
-    "map_small",
-    "map_medium",
-    "map_large",
-    "mar1",
-    "mar10",
-    "mar100",
-    "mar_small",
-    "mar_medium",
-    "mar_large",
-}
+COCO_STATS = set(STAT_NAMES)  # every number of the COCO summary
 
 
 def check_scores(scores, images):

@@ -34,6 +34,21 @@ def random_torchvision_model(name: str, seed: int = 0):
     model = model.to_empty(device="cpu")
     generator = torch.Generator().manual_seed(seed)
 
+    def statistics_batch(normal) -> None:
+        model.train()
+        torchvision_features(model, name, normal((2, 3, 64, 64)).numpy())
+
+    trunk = (m for n, m in model.named_modules() if not n.startswith(("classifier", "fc")))
+    randomise_conv_and_batch_norm(trunk, generator, statistics_batch)
+    return model.eval()
+
+
+def randomise_conv_and_batch_norm(modules, generator, statistics_batch) -> None:
+    """Randomises the Conv2d and BatchNorm2d among `modules` as `random_torchvision_encoder`
+    describes; ``statistics_batch(normal)`` runs one N(0, 1) batch (drawn with `normal`)
+    through the model in training mode to set the BN statistics before they are perturbed."""
+    torch = require_module("torch")
+
     def normal(shape, std=1.0):
         return torch.randn(shape, generator=generator) * std
 
@@ -42,9 +57,7 @@ def random_torchvision_model(name: str, seed: int = 0):
 
     norms = []
     with torch.no_grad():
-        for module_name, module in model.named_modules():
-            if module_name.startswith(("classifier", "fc")):
-                continue
+        for module in modules:
             if isinstance(module, torch.nn.Conv2d):
                 fan_in = module.weight[0].numel()
                 module.weight.copy_(normal(module.weight.shape, math.sqrt(2.0 / fan_in)))
@@ -57,14 +70,12 @@ def random_torchvision_model(name: str, seed: int = 0):
                 module.momentum = None  # cumulative average: one batch -> its statistics
                 norms.append(module)
         if norms:
-            model.train()
-            torchvision_features(model, name, normal((2, 3, 64, 64)).numpy())
+            statistics_batch(normal)
             for module in norms:
                 std = module.running_var.sqrt()
                 module.running_mean += normal(std.shape, 0.3) * std
                 module.running_var *= uniform(std.shape, 0.5, 2.0)
                 module.momentum = 0.1
-    return model.eval()
 
 
 def state_dict_numpy(model) -> dict[str, np.ndarray]:

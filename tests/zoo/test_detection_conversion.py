@@ -18,7 +18,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 
 import numpy as np
 import pytest
@@ -28,6 +27,7 @@ from kerasseg import zoo
 from kerasseg.zoo import convert, metafiles
 from kerasseg.zoo import weights as zw
 from kerasseg.zoo.remote import RemoteFile
+from tests.encoders.reference import randomise_conv_and_batch_norm
 from tests.support import require_module, require_shared_data
 from tests.zoo.support import LocalServer
 
@@ -78,35 +78,12 @@ def _randomise(model, generator, batch_norm_input=None) -> None:
     """Convolutions He-normal, biases N(0, 0.1^2), BN gamma U(0.5, 1.5), beta N(0, 0.1^2),
     BN statistics those of `batch_norm_input` then shifted by N(0, 0.3^2) stds and scaled by
     U(0.5, 2) (see tests/encoders/reference.py)."""
-    torch = require_module("torch")
 
-    def normal(shape, std=1.0):
-        return torch.randn(shape, generator=generator) * std
+    def statistics_batch(normal) -> None:
+        model.backbone.body.train()
+        model.backbone.body(batch_norm_input)
 
-    def uniform(shape, low, high):
-        return low + (high - low) * torch.rand(shape, generator=generator)
-
-    norms = []
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.Conv2d):
-                fan_in = module.weight[0].numel()
-                module.weight.copy_(normal(module.weight.shape, math.sqrt(2.0 / fan_in)))
-                if module.bias is not None:
-                    module.bias.copy_(normal(module.bias.shape, 0.1))
-            elif isinstance(module, torch.nn.BatchNorm2d):
-                module.weight.copy_(uniform(module.weight.shape, 0.5, 1.5))
-                module.bias.copy_(normal(module.bias.shape, 0.1))
-                module.reset_running_stats()
-                module.momentum = None  # cumulative average: one batch -> its statistics
-                norms.append(module)
-        if norms:
-            model.backbone.body.train()
-            model.backbone.body(batch_norm_input)
-            for module in norms:
-                std = module.running_var.sqrt()
-                module.running_mean += normal(std.shape, 0.3) * std
-                module.running_var *= uniform(std.shape, 0.5, 2.0)
+    randomise_conv_and_batch_norm(model.modules(), generator, statistics_batch)
     model.eval()
 
 
