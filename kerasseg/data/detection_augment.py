@@ -353,14 +353,7 @@ def flip_vertical(image: Any, target: Target) -> tuple[tf.Tensor, Target]:
     Returns:
         ``(image, target)``.
     """
-    image = tf.convert_to_tensor(image)
-    height, _ = T._image_hw(image)
-    height = tf.cast(height, tf.float32)
-    boxes = tf.cast(target[BOXES], tf.float32)
-    flipped = tf.stack(
-        [boxes[..., 0], height - boxes[..., 3], boxes[..., 2], height - boxes[..., 1]], axis=-1
-    )
-    return tf.reverse(image, axis=[-3]), T._with_boxes(target, flipped)
+    return T._flip(image, target, vertical=True)
 
 
 def random_flip_vertical(
@@ -387,12 +380,7 @@ def random_flip_vertical(
     image = tf.convert_to_tensor(image)
     batch_shape = tf.shape(image)[:-3]
     do_flip = tf.random.stateless_uniform(batch_shape, seed=_as_seed(seed)) < probability
-    flipped_image, flipped_target = flip_vertical(image, target)
-    image_mask = tf.reshape(do_flip, tf.concat([batch_shape, [1, 1, 1]], 0))
-    box_mask = tf.reshape(do_flip, tf.concat([batch_shape, [1, 1]], 0))
-    out = dict(target)
-    out[BOXES] = tf.where(box_mask, flipped_target[BOXES], tf.cast(target[BOXES], tf.float32))
-    return tf.where(image_mask, flipped_image, image), out
+    return T._flip_where(do_flip, image, target, vertical=True)
 
 
 # ------------------------------------------------------------------------- colour

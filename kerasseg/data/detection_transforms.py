@@ -175,6 +175,53 @@ def unletterbox_boxes(
     return (tf.cast(boxes, tf.float32) - tf.tile(offset, [2])) / tf.tile(scale_xy, [2])
 
 
+def _flip(image: Any, target: Target, *, vertical: bool) -> tuple[tf.Tensor, Target]:
+    """Mirrors image and boxes left-right (``x -> W - x``), or top-bottom (``y -> H - y``).
+
+    Args:
+        image: ``(H, W, C)`` or ``(B, H, W, C)``.
+        target: Target dict.
+        vertical: Mirror top-bottom instead of left-right.
+
+    Returns:
+        ``(image, target)``; the target's boxes float32.
+    """
+    image = tf.convert_to_tensor(image)
+    height, width = _image_hw(image)
+    boxes = tf.cast(target["boxes"], tf.float32)
+    x1, y1, x2, y2 = (boxes[..., i] for i in range(4))
+    if vertical:
+        height = tf.cast(height, tf.float32)
+        flipped, image_axis = [x1, height - y2, x2, height - y1], -3
+    else:
+        width = tf.cast(width, tf.float32)
+        flipped, image_axis = [width - x2, y1, width - x1, y2], -2
+    return tf.reverse(image, axis=[image_axis]), _with_boxes(target, tf.stack(flipped, axis=-1))
+
+
+def _flip_where(
+    do_flip: tf.Tensor, image: tf.Tensor, target: Target, *, vertical: bool
+) -> tuple[tf.Tensor, Target]:
+    """`_flip` applied only to the images where `do_flip` is true.
+
+    Args:
+        do_flip: Boolean tensor of `image`'s batch shape (``()`` for one image).
+        image: ``(H, W, C)`` or ``(B, H, W, C)`` tensor.
+        target: Target dict.
+        vertical: As for `_flip`.
+
+    Returns:
+        ``(image, target)``; the target's boxes float32.
+    """
+    batch_shape = tf.shape(do_flip)
+    flipped_image, flipped_target = _flip(image, target, vertical=vertical)
+    image_mask = tf.reshape(do_flip, tf.concat([batch_shape, [1, 1, 1]], 0))
+    box_mask = tf.reshape(do_flip, tf.concat([batch_shape, [1, 1]], 0))
+    out = dict(target)
+    out["boxes"] = tf.where(box_mask, flipped_target["boxes"], tf.cast(target["boxes"], tf.float32))
+    return tf.where(image_mask, flipped_image, image), out
+
+
 def flip_horizontal(image: Any, target: Target) -> tuple[tf.Tensor, Target]:
     """Mirrors image and boxes left-right: ``x -> W - x``.
 
@@ -185,14 +232,7 @@ def flip_horizontal(image: Any, target: Target) -> tuple[tf.Tensor, Target]:
     Returns:
         ``(image, target)``.
     """
-    image = tf.convert_to_tensor(image)
-    _, width = _image_hw(image)
-    width = tf.cast(width, tf.float32)
-    boxes = tf.cast(target["boxes"], tf.float32)
-    flipped = tf.stack(
-        [width - boxes[..., 2], boxes[..., 1], width - boxes[..., 0], boxes[..., 3]], axis=-1
-    )
-    return tf.reverse(image, axis=[-2]), _with_boxes(target, flipped)
+    return _flip(image, target, vertical=False)
 
 
 def random_flip_horizontal(
@@ -220,13 +260,7 @@ def random_flip_horizontal(
         draw = tf.random.uniform(batch_shape)
     else:
         draw = tf.random.stateless_uniform(batch_shape, seed=seed)
-    do_flip = draw < probability
-    flipped_image, flipped_target = flip_horizontal(image, target)
-    image_mask = tf.reshape(do_flip, tf.concat([batch_shape, [1, 1, 1]], 0))
-    box_mask = tf.reshape(do_flip, tf.concat([batch_shape, [1, 1]], 0))
-    out = dict(target)
-    out["boxes"] = tf.where(box_mask, flipped_target["boxes"], tf.cast(target["boxes"], tf.float32))
-    return tf.where(image_mask, flipped_image, image), out
+    return _flip_where(draw < probability, image, target, vertical=False)
 
 
 def pad_target(target: Target, max_boxes: int) -> Target:

@@ -71,6 +71,29 @@ def _check_last_axis(boxes: Any, name: str) -> None:
         raise ValueError(f"`{name}` must have shape (..., 4), got shape {tuple(boxes.shape)}.")
 
 
+def _box_pair(
+    first: Any, second: Any, names: tuple[str, str] = ("boxes1", "boxes2")
+) -> tuple[Any, Any]:
+    """Two ``(..., 4)`` inputs as float tensors, the second in the first's dtype.
+
+    Args:
+        first: Boxes (or deltas); a float dtype is kept, others become floatx.
+        second: Boxes (or anchors), cast to `first`'s dtype.
+        names: The arguments' names, for the shape errors.
+
+    Returns:
+        ``(first, second)`` as tensors.
+
+    Raises:
+        ValueError: if either last axis is not 4.
+    """
+    first = _as_float(first)
+    second = _as_float(second, first.dtype)
+    _check_last_axis(first, names[0])
+    _check_last_axis(second, names[1])
+    return first, second
+
+
 def _image_hw(image_shape: Any, dtype: Any) -> tuple[Any, Any]:
     if image_shape is None:
         raise ValueError("`image_shape` (height, width) is required to convert relative boxes.")
@@ -181,10 +204,7 @@ def _enclosing_area(b1: Any, b2: Any) -> Any:
 
 
 def _pairwise_inputs(boxes1: Any, boxes2: Any) -> tuple[Any, Any]:
-    boxes1 = _as_float(boxes1)
-    boxes2 = _as_float(boxes2, boxes1.dtype)
-    _check_last_axis(boxes1, "boxes1")
-    _check_last_axis(boxes2, "boxes2")
+    boxes1, boxes2 = _box_pair(boxes1, boxes2)
     if len(boxes1.shape) < 2 or len(boxes2.shape) < 2:
         raise ValueError(
             "Pairwise IoU needs boxes of shape (..., N, 4) and (..., M, 4), got "
@@ -246,10 +266,7 @@ def elementwise_iou(boxes1: Any, boxes2: Any) -> Any:
     Returns:
         ``(...)`` IoU in 0..1.
     """
-    b1 = _as_float(boxes1)
-    b2 = _as_float(boxes2, b1.dtype)
-    _check_last_axis(b1, "boxes1")
-    _check_last_axis(b2, "boxes2")
+    b1, b2 = _box_pair(boxes1, boxes2)
     intersection, union = _iou_parts(b1, b2)
     return _safe_divide(intersection, union)
 
@@ -264,10 +281,7 @@ def elementwise_giou(boxes1: Any, boxes2: Any) -> Any:
     Returns:
         ``(...)`` GIoU in -1..1.
     """
-    b1 = _as_float(boxes1)
-    b2 = _as_float(boxes2, b1.dtype)
-    _check_last_axis(b1, "boxes1")
-    _check_last_axis(b2, "boxes2")
+    b1, b2 = _box_pair(boxes1, boxes2)
     return _giou(b1, b2)
 
 
@@ -325,10 +339,7 @@ def elementwise_diou(boxes1: Any, boxes2: Any) -> Any:
         ``(...)`` DIoU in -1..1 (torchvision's ``distance_box_iou`` of each pair). Empty
         unions and enclosing boxes count as 0 instead of NaN.
     """
-    b1 = _as_float(boxes1)
-    b2 = _as_float(boxes2, b1.dtype)
-    _check_last_axis(b1, "boxes1")
-    _check_last_axis(b2, "boxes2")
+    b1, b2 = _box_pair(boxes1, boxes2)
     return _complete_iou(b1, b2, 0.0)[0]
 
 
@@ -350,10 +361,7 @@ def elementwise_ciou(boxes1: Any, boxes2: Any) -> Any:
         for degenerate boxes: widths and heights are clamped at 0, a zero-height box has
         angle $\\pi/2$ (as torchvision) and a zero-size box angle 0 (torchvision: NaN).
     """
-    b1 = _as_float(boxes1)
-    b2 = _as_float(boxes2, b1.dtype)
-    _check_last_axis(b1, "boxes1")
-    _check_last_axis(b2, "boxes2")
+    b1, b2 = _box_pair(boxes1, boxes2)
     return _complete_iou(b1, b2, 0.0)[1]
 
 
@@ -436,10 +444,7 @@ def encode(boxes: Any, anchors: Any, variances: Sequence[float] = (1.0, 1.0, 1.0
         ``(..., 4)`` deltas ``(d_x, d_y, d_w, d_h)``.
     """
     vx, vy, vw, vh = _check_variances(variances)
-    boxes = _as_float(boxes)
-    anchors = _as_float(anchors, boxes.dtype)
-    _check_last_axis(boxes, "boxes")
-    _check_last_axis(anchors, "anchors")
+    boxes, anchors = _box_pair(boxes, anchors, ("boxes", "anchors"))
     x, y, w, h = _centres(boxes)
     xa, ya, wa, ha = _centres(anchors)
     return ops.stack(
@@ -473,10 +478,7 @@ def decode(
         ``(..., 4)`` xyxy boxes (not clipped to the image: see `clip_to_image`).
     """
     vx, vy, vw, vh = _check_variances(variances)
-    deltas = _as_float(deltas)
-    anchors = _as_float(anchors, deltas.dtype)
-    _check_last_axis(deltas, "deltas")
-    _check_last_axis(anchors, "anchors")
+    deltas, anchors = _box_pair(deltas, anchors, ("deltas", "anchors"))
     xa, ya, wa, ha = _centres(anchors)
     dw = deltas[..., 2] * vw
     dh = deltas[..., 3] * vh

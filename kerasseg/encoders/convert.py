@@ -276,6 +276,67 @@ def _listed(title: str, items: list[str]) -> str:
     return f"  {title} ({len(items)}):\n" + "\n".join(f"    {i}" for i in shown) + more
 
 
+def _source_tensor(
+    state: Mapping[str, np.ndarray],
+    source_name: str,
+    target: str,
+    uses: dict[str, int],
+    problems: dict[str, list[str]],
+) -> np.ndarray | None:
+    """The state dict's tensor `source_name` for one Keras weight, counted as used.
+
+    Args:
+        state: The state dict.
+        source_name: The tensor's name in `state`.
+        target: The Keras weight it is for, as the messages name it (path and shape).
+        uses: How often each source tensor has been taken; updated.
+        problems: The conversion's problem lists; a missing tensor is added to
+            ``"source tensors missing for target weights"``.
+
+    Returns:
+        The tensor, or None when `state` lacks it.
+    """
+    if source_name not in state:
+        problems["source tensors missing for target weights"].append(f"{source_name} -> {target}")
+        return None
+    uses[source_name] = uses.get(source_name, 0) + 1
+    return state[source_name]
+
+
+def _coverage_problems(
+    state: Mapping[str, np.ndarray],
+    uses: Mapping[str, int],
+    skipped: tuple[str, ...],
+    writes: list[tuple[Any, np.ndarray]],
+    weights: list[Any] | None,
+) -> dict[str, list[str]]:
+    """What a conversion leaves out or takes twice, once every weight has found its source.
+
+    Args:
+        state: The state dict.
+        uses: How often each source tensor was taken.
+        skipped: Unused source tensors left out on purpose (by rule); not problems.
+        writes: The ``(Keras variable, value)`` pairs to write.
+        weights: Keras weights that must all be written, or None not to check.
+
+    Returns:
+        The lists ``"unused source tensors"``, ``"source tensors used more than once"``
+        and, with `weights`, ``"unset target weights"`` (empty lists included).
+    """
+    problems = {
+        "unused source tensors": [
+            f"{n} {state[n].shape}" for n in state if n not in uses and n not in skipped
+        ],
+        "source tensors used more than once": [n for n, c in uses.items() if c > 1],
+    }
+    if weights is not None:
+        written = {id(v) for v, _ in writes}
+        problems["unset target weights"] = [
+            f"{v.path} {tuple(v.shape)}" for v in weights if id(v) not in written
+        ]
+    return problems
+
+
 def load_torchvision_weights(
     model: keras.Model,
     source: StateDictSource,
@@ -332,13 +393,10 @@ def load_torchvision_weights(
             continue
         layers_written += 1
         for variable, source_name, transform in _targets(layer, torch_prefix):
-            if source_name not in state:
-                problems["source tensors missing for target weights"].append(
-                    f"{source_name} -> {variable.path} {tuple(variable.shape)}"
-                )
+            target = f"{variable.path} {tuple(variable.shape)}"
+            value = _source_tensor(state, source_name, target, uses, problems)
+            if value is None:
                 continue
-            uses[source_name] = uses.get(source_name, 0) + 1
-            value = state[source_name]
             if transform == "oihw_to_hwio":
                 if value.ndim != 4:
                     problems["shape mismatches"].append(
@@ -362,15 +420,8 @@ def load_torchvision_weights(
             writes.append((variable, value))
 
     skipped = tuple(n for n in state if n not in uses and _skipped_by_rule(family, n))
-    problems["unused source tensors"] = [
-        f"{n} {state[n].shape}" for n in state if n not in uses and n not in skipped
-    ]
-    problems["source tensors used more than once"] = [n for n, c in uses.items() if c > 1]
-    written = {id(v) for v, _ in writes}
-    if require_all_weights:
-        problems["unset target weights"] = [
-            f"{v.path} {tuple(v.shape)}" for v in model.weights if id(v) not in written
-        ]
+    weights = model.weights if require_all_weights else None
+    problems.update(_coverage_problems(state, uses, skipped, writes, weights))
     problems = {k: v for k, v in problems.items() if v}
     if problems:
         hint = ""

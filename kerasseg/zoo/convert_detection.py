@@ -75,7 +75,9 @@ from kerasseg.detection.retinanet import retinanet_anchors
 from kerasseg.encoders.convert import (
     ConversionError,
     StateDictSource,
+    _coverage_problems,
     _listed,
+    _source_tensor,
     _targets,
     read_state_dict,
     save_weights,
@@ -327,13 +329,10 @@ def load_torchvision_detector(
             problems["missing target layers"].append(f"{layer_path} (for {torch_path})")
             continue
         for variable, source_name, transform in _layer_targets(layer, torch_path):
-            if source_name not in state:
-                problems["source tensors missing for target weights"].append(
-                    f"{source_name} -> {layer_path}/{variable.name} {tuple(variable.shape)}"
-                )
+            target = f"{layer_path}/{variable.name} {tuple(variable.shape)}"
+            value = _source_tensor(state, source_name, target, uses, problems)
+            if value is None:
                 continue
-            uses[source_name] = uses.get(source_name, 0) + 1
-            value = state[source_name]
             if transform == "oihw_to_hwio" and value.ndim == 4:
                 value = np.transpose(value, (2, 3, 1, 0))
             if tuple(value.shape) != tuple(variable.shape):
@@ -347,14 +346,7 @@ def load_torchvision_detector(
             writes.append((variable, value))
 
     skipped = tuple(n for n in state if n not in uses and n.endswith(SKIPPED_SUFFIXES))
-    problems["unused source tensors"] = [
-        f"{n} {state[n].shape}" for n in state if n not in uses and n not in skipped
-    ]
-    problems["source tensors used more than once"] = [n for n, c in uses.items() if c > 1]
-    written = {id(v) for v, _ in writes}
-    problems["unset target weights"] = [
-        f"{v.path} {tuple(v.shape)}" for v in network.weights if id(v) not in written
-    ]
+    problems.update(_coverage_problems(state, uses, skipped, writes, network.weights))
     problems = {k: v for k, v in problems.items() if v}
     if problems:
         raise ConversionError(

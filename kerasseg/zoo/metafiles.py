@@ -564,6 +564,24 @@ def _encoder_weights(data: Any, where: str, path: Path, problems: list[str]):
     )
 
 
+def _class_names(data: dict, where: str, problems: list[str]) -> list[str]:
+    """The entry's ``classes`` list of class names; empty when absent or invalid.
+
+    Args:
+        data: The weights entry.
+        where: Where the entry is, for the message.
+        problems: Receives the problem of an invalid list.
+
+    Returns:
+        The class names.
+    """
+    classes = data.get("classes") or []
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        problems.append(f"{where}: `classes` must be a list of class names, got {classes!r}")
+        return []
+    return classes
+
+
 def _task_weights(
     model: str, tag: Any, data: Any, where: str, path: Path, root: Path, problems: list[str]
 ):
@@ -580,10 +598,7 @@ def _task_weights(
     if "recipe" in data and not recipe.is_file():
         problems.append(f"{where}: recipe {recipe} does not exist")
     file = None if data.get("file") is None else _file(data["file"], where, problems)
-    classes = data.get("classes") or []
-    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-        problems.append(f"{where}: `classes` must be a list of class names, got {classes!r}")
-        classes = []
+    classes = _class_names(data, where, problems)
     licence = _text(data, "licence", where, problems, required=True) if "licence" in data else ""
     texts = {k: _text(data, k, where, problems) for k in _WEIGHTS_TEXT if k != "source"}
     metrics = _metrics(data.get("metrics"), where, problems)
@@ -631,11 +646,8 @@ def _converted_weights(
         complete = False
     file = _file(data["file"], where, problems) if "file" in data else None
     licence = _text(data, "licence", where, problems, required=True) if "licence" in data else ""
-    classes = data.get("classes") or []
-    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-        problems.append(f"{where}: `classes` must be a list of class names, got {classes!r}")
-        classes = []
-    elif classes and isinstance(num_classes, int) and len(classes) != num_classes:
+    classes = _class_names(data, where, problems)
+    if classes and isinstance(num_classes, int) and len(classes) != num_classes:
         problems.append(
             f"{where}: `classes` must name the {num_classes} classes (num_classes), got "
             f"{len(classes)} names"

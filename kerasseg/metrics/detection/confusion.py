@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from kerasseg.metrics.detection.inputs import BoxTable
@@ -32,6 +34,31 @@ def _greedy_one_to_one(pair_d: np.ndarray, pair_g: np.ndarray) -> np.ndarray:
         used_g = np.isin(g, pair_g[picked])
         alive = alive[~(used_d | used_g)]
     return np.concatenate(taken) if taken else np.zeros(0, np.int64)
+
+
+def _by_image(table: BoxTable) -> BoxTable:
+    """`table`'s rows sorted by image (stable: the order within an image is kept)."""
+    return table.select(np.argsort(table.image, kind="stable"))
+
+
+def _same_image_ious(
+    dt: BoxTable, gt: BoxTable
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every (detection, ground truth) pair of the same image, with its COCO IoU, in chunks.
+
+    Args:
+        dt: Detections.
+        gt: Ground truth sorted by image (`_by_image`). Crowd regions count as COCO
+            counts them: intersection over the detection's area.
+
+    Yields:
+        ``(det_index, gt_index, iou)``: indices into `dt` and `gt` and the pairs' IoUs.
+    """
+    for di, gi in iter_pairs(dt.image, gt.image):
+        iou = coco_pair_iou(
+            dt.boxes[di], dt.box_area[di], gt.boxes[gi], gt.box_area[gi], gt.crowd[gi]
+        )
+        yield di, gi, iou
 
 
 def confusion_matrix(
@@ -70,19 +97,10 @@ def confusion_matrix(
     ignored = gt.crowd | gt.difficult
     matrix = np.zeros((num_k + 1, num_k + 1), np.int64)
 
-    regular = gt.select(~ignored)
-    r_order = np.argsort(regular.image, kind="stable")
-    regular = regular.select(r_order)
+    regular = _by_image(gt.select(~ignored))
     r_k = np.searchsorted(category_ids, regular.classes)
     pair_d, pair_g, pair_iou = [], [], []
-    for di, gi in iter_pairs(dt.image, regular.image):
-        iou = coco_pair_iou(
-            dt.boxes[di],
-            dt.box_area[di],
-            regular.boxes[gi],
-            regular.box_area[gi],
-            np.zeros(len(gi), bool),
-        )
+    for di, gi, iou in _same_image_ious(dt, regular):
         hit = iou >= iou_threshold
         pair_d.append(di[hit])
         pair_g.append(gi[hit])
@@ -102,16 +120,7 @@ def confusion_matrix(
     spared = np.zeros(len(dt), bool)
     special = gt.select(ignored)
     if len(special):
-        s_order = np.argsort(special.image, kind="stable")
-        special = special.select(s_order)
-        for di, gi in iter_pairs(dt.image, special.image):
-            iou = coco_pair_iou(
-                dt.boxes[di],
-                dt.box_area[di],
-                special.boxes[gi],
-                special.box_area[gi],
-                special.crowd[gi],
-            )
+        for di, _, iou in _same_image_ious(dt, _by_image(special)):
             spared[di[iou >= iou_threshold]] = True
     false_positive = ~det_matched & ~spared
     np.add.at(matrix, (background, d_k[false_positive]), 1)
