@@ -32,7 +32,7 @@ What each peer gets (see the child modules for the details):
 
 - Keras peers (`detection_peers/keras_peers.py`): kerasseg's input pipeline, letterboxed
   to the size, then ``detection_augmentation`` (random scale 0.75-1.25 + crop, horizontal
-  and vertical flips, colour jitter; no mosaic, as in the BCCD recipes); AdamW (peak ``--lr``,
+  and vertical flips, colour jitter, a 4-image mosaic for half of the images); AdamW (peak ``--lr``,
   weight decay ``--weight-decay``, gradient norm clipped at 10) with a warm-up + cosine
   schedule over the budget; predictions at score >= 0.001, at most 100 per image (NMS
   IoU: the family's default for kerasseg, 0.7 for keras-cv, 0.5 for keras-hub).

@@ -33,10 +33,17 @@ _LAZY_SUBMODULES = (
     "zoo",
 )
 
-__all__ = ["__version__", *sorted(set(_REGISTERING_SUBMODULES) | set(_LAZY_SUBMODULES))]
+#: Functions of the root namespace, imported on first access: name -> module.
+_LAZY_FUNCTIONS = {"load_model": "saving"}
+
+__all__ = [
+    "__version__",
+    *sorted(set(_REGISTERING_SUBMODULES) | set(_LAZY_SUBMODULES) | set(_LAZY_FUNCTIONS)),
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from kerasseg import callbacks, data, encoders, segmentation, visualize, zoo  # noqa: F401
+    from kerasseg.saving import load_model  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:
@@ -44,8 +51,12 @@ def __getattr__(name: str) -> Any:
         module = importlib.import_module(f"kerasseg.{name}")
         globals()[name] = module
         return module
+    if name in _LAZY_FUNCTIONS:
+        function = getattr(importlib.import_module(f"kerasseg.{_LAZY_FUNCTIONS[name]}"), name)
+        globals()[name] = function
+        return function
     raise AttributeError(f"module 'kerasseg' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES) | set(_LAZY_FUNCTIONS))

@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ),
     ("kerasseg.encoders", "kerasseg.callbacks"),
     ("kerasseg.segmentation", "kerasseg.detection"),
-    ("kerasseg.training",),
+    ("kerasseg.training", "kerasseg.saving"),
     ("kerasseg.zoo",),
     ("kerasseg.cli_detection",),
     ("kerasseg.cli",),
