@@ -279,13 +279,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _load_model(path: str):
     """A saved ``.keras`` model (kerasseg's classes registered), or a clear error."""
-    import keras
+    from kerasseg.saving import ModelFileError, load_model
 
-    import kerasseg  # noqa: F401  (registers the kerasseg classes for load_model)
-
-    if not Path(path).is_file():
+    if not Path(path).is_file() and not Path(path).is_dir():
         raise SystemExit(f"error: --model {path}: no such file (expected a .keras model).")
-    return keras.models.load_model(path)
+    try:
+        return load_model(path)
+    except ModelFileError as error:
+        raise SystemExit(f"error: --model {error}") from error
 
 
 def _is_detector(model) -> bool:
@@ -362,12 +363,6 @@ def _zoo_weights_column(zoo, name: str) -> str:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
-    if args.zoo_command in ("download", "train"):
-        # torch (for converting ImageNet checkpoints) must come before TensorFlow.
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            pass
     from kerasseg import zoo
 
     if args.zoo_command == "list":

@@ -77,7 +77,7 @@ def get(
             Default ``(None, None, in_channels)``.
         weights: None (random initialisation, torchvision's scheme), or the path of a file:
             a ``.weights.h5`` saved from the same encoder (same `in_channels`), or a torchvision
-            state dict (``.pth``/``.pt``, needs PyTorch; or ``.npz`` of the same names),
+            state dict (``.pth``/``.pt``, read without PyTorch; or ``.npz`` of the same names),
             converted with `kerasseg.zoo.convert` (3-channel kernels are adapted to
             `in_channels`). ``"imagenet"`` is not available here: the model zoo downloads the
             checkpoints (see the error message for the URL).

@@ -46,6 +46,7 @@ import numpy as np
 
 from kerasseg.encoders.resnet import RESNET_LAYERS, has_downsample
 from kerasseg.encoders.specs import list_encoders, spec
+from kerasseg.encoders.torch_checkpoint import floats_as_float32, read_torch_checkpoint
 from kerasseg.encoders.vgg import vgg_config
 from kerasseg.utils.files import atomic_path
 
@@ -130,10 +131,12 @@ def read_state_dict(source: StateDictSource) -> dict[str, np.ndarray]:
 
     Args:
         source: A mapping of name -> torch tensor or array-like, or the path of a ``.pth`` /
-            ``.pt`` file saved with ``torch.save`` (needs PyTorch; read with
-            ``weights_only=True``) or a ``.npz`` file of the same names. A checkpoint that
-            wraps the state dict under ``"state_dict"`` or ``"model"`` is unwrapped, and a
-            ``module.`` prefix (from ``DataParallel``) on every name is dropped.
+            ``.pt`` file saved with ``torch.save`` (read without PyTorch by the restricted
+            unpickler of `kerasseg.encoders.torch_checkpoint`, which refuses anything but
+            tensors; floating-point tensors become float32) or a ``.npz`` file of the same
+            names. A checkpoint that wraps the state dict under ``"state_dict"`` or
+            ``"model"`` is unwrapped, and a ``module.`` prefix (from ``DataParallel``) on
+            every name is dropped.
 
     Returns:
         The tensors as NumPy arrays, by name.
@@ -146,14 +149,8 @@ def read_state_dict(source: StateDictSource) -> dict[str, np.ndarray]:
             with np.load(path, allow_pickle=False) as archive:
                 source = {key: archive[key] for key in archive.files}
         elif path.endswith((".pth", ".pt")):
-            try:
-                import torch
-            except ImportError as error:
-                raise ImportError(
-                    f"Reading the PyTorch checkpoint {path!r} needs PyTorch (`pip install "
-                    f"torch`); or save the state dict as .npz where PyTorch is installed."
-                ) from error
-            source = torch.load(path, map_location="cpu", weights_only=True)
+            # No PyTorch needed; as torch tensors do in `_to_numpy`, floats become float32.
+            source = floats_as_float32(read_torch_checkpoint(path))
         else:
             raise ValueError(
                 f"State dict file {path!r} must be a PyTorch checkpoint (.pth, .pt) or a NumPy "

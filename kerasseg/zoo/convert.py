@@ -13,7 +13,12 @@ convert.save_weights(encoder, "resnet34.weights.h5")
 detector = convert.convert_torchvision_detector(
     "retinanet_resnet50", "retinanet_resnet50_fpn_coco-eeacb38b.pth"
 )
+state = convert.read_torch_checkpoint("resnet34-b627a593.pth")   # {name: numpy array}
 ```
+
+Checkpoints are read without PyTorch (`read_torch_checkpoint`, from
+`kerasseg.encoders.torch_checkpoint`): a restricted unpickler that rebuilds tensors as NumPy
+arrays and refuses any other global (`UnsafeCheckpointError`) before anything of the file runs.
 """
 
 from kerasseg.encoders.build import convert_torchvision, convert_torchvision_file
@@ -25,6 +30,11 @@ from kerasseg.encoders.convert import (
     read_state_dict,
     save_weights,
     torchvision_layer_map,
+)
+from kerasseg.encoders.torch_checkpoint import (
+    CheckpointError,
+    UnsafeCheckpointError,
+    read_torch_checkpoint,
 )
 from kerasseg.zoo.convert_detection import (
     TORCHVISION_DETECTORS,
@@ -38,9 +48,11 @@ from kerasseg.zoo.convert_detection import (
 
 __all__ = [
     "TORCHVISION_DETECTORS",
+    "CheckpointError",
     "ConversionError",
     "ConversionReport",
     "DetectorConversionReport",
+    "UnsafeCheckpointError",
     "adapt_input_conv",
     "convert_torchvision",
     "convert_torchvision_detector",
@@ -50,6 +62,7 @@ __all__ = [
     "load_torchvision_detector",
     "load_torchvision_weights",
     "read_state_dict",
+    "read_torch_checkpoint",
     "save_weights",
     "torchvision_layer_map",
     "torchvision_num_classes",

@@ -12,10 +12,11 @@ Cache layout under ``$KERASSEG_HOME`` (default ``~/.cache/kerasseg``)::
     trained/unet11.isbi2012/run/                     the training run (history, model.keras)
 
 ImageNet encoder weights are converted once: the published torchvision checkpoint is fetched
-(verified against its published hash prefix), converted with `kerasseg.zoo.convert` (this
-needs PyTorch, once) and saved as ``.weights.h5``; the converted file's own SHA-256 is
-recorded beside it, so a damaged converted file is noticed (a warning), deleted and converted
-again. Afterwards no PyTorch is needed. Converted whole-model weights (a metafile's
+(verified against its published hash prefix), converted with `kerasseg.zoo.convert` (which
+reads the checkpoint without PyTorch, with a restricted unpickler that refuses anything but
+tensors) and saved as ``.weights.h5``; the converted file's own SHA-256 is recorded beside
+it, so a damaged converted file is noticed (a warning), deleted and converted again.
+Converted whole-model weights (a metafile's
 ``converted_weights``, e.g. torchvision's COCO detectors) take the same path
 (`converted_weights_path`), into ``converted/retinanet_resnet50_fpn_coco-eeacb38b.weights.h5``.
 
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import importlib.util
 import json
 import logging
 from collections.abc import Callable
@@ -161,15 +161,6 @@ def check_converted(weights: EncoderWeights | ConvertedWeights, path: Path) -> t
     return status, detail
 
 
-def _require_torch(checkpoint: Path, destination: Path) -> None:
-    if importlib.util.find_spec("torch") is None:
-        raise ImportError(
-            f"Converting the torchvision checkpoint {checkpoint} to Keras needs PyTorch, once: "
-            f"`pip install torch` (or `pip install 'kerasseg[convert]'`). The converted file is "
-            f"then cached as {destination} and used without PyTorch."
-        )
-
-
 def encoder_weights_path(
     name: str, *, in_channels: int = 3, progress: bool = True, command: str | None = None
 ) -> Path:
@@ -269,7 +260,6 @@ def _converted_once(
         progress=progress,
         also_looked=[(path, "converted Keras weights")],
     )
-    _require_torch(checkpoint, path)
     report = convert(checkpoint, path)
     write_json_atomic(
         _record_path(path),
