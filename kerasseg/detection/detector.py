@@ -133,6 +133,31 @@ def check_targets(y: Any, num_classes: int) -> DetectionTargets:
     return DetectionTargets(boxes=boxes, classes=classes, ignore=ops.logical_and(ignore, usable))
 
 
+def _without_padding_rows(targets: DetectionTargets) -> DetectionTargets:
+    """Checked targets with the usable rows first (in their order), cut to the most any
+    image of the batch has (at least one row).
+
+    Assignment costs grow with ``B x M x N`` (rows x anchors), and pipelines pad generously
+    (a mosaic's 4 x the rows of one image), so the padding is cut before it. The kept rows
+    and their order are unchanged, so every assignment is the same. TensorFlow only: JAX
+    traces with static shapes, where the rows stay as they are.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return targets
+    usable = targets[CLASSES] >= 0
+    rows = ops.shape(usable)[1]
+    index = ops.arange(rows, dtype="int32")[None]
+    order = ops.argsort(ops.where(usable, index, index + rows), axis=1)
+    count = ops.max(ops.sum(ops.cast(usable, "int32"), axis=1))
+    order = order[:, : ops.maximum(count, 1)]
+    boxes = ops.take_along_axis(targets[BOXES], order[..., None], axis=1)
+    return DetectionTargets(
+        boxes=boxes,
+        classes=ops.take_along_axis(targets[CLASSES], order, axis=1),
+        ignore=ops.take_along_axis(targets["ignore"], order, axis=1),
+    )
+
+
 def _prediction_setting(name: str) -> property:
     """A detector property reading and setting its decoder's `name`: setting it re-traces
     ``predict`` (the traced function holds the old value) and needs no rebuild."""
@@ -229,7 +254,8 @@ class Detector(keras.Model):
                 "Detectors train on targets: pass `y` = {'boxes': (B, M, 4), 'classes': "
                 "(B, M)} to `fit` / `evaluate`."
             )
-        parts = self.detection_loss(x, check_targets(y, self.num_classes), y_pred)
+        targets = _without_padding_rows(check_targets(y, self.num_classes))
+        parts = self.detection_loss(x, targets, y_pred)
         loss = ops.zeros((), "float32")
         for part, value in parts.items():
             self._part_trackers[part].update_state(value)
