@@ -93,7 +93,9 @@ def _add_training_options(
         default=learning_rate,
         help=f"Adam, cosine-decayed (default: {learning_rate})",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of initialisation, crops and shuffling"
+    )
     parser.add_argument("--quiet", action="store_true", help="no Keras progress bar")
 
 
@@ -330,19 +332,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except TypeError:
         logger.info("%s is a subclassed model; predicting without batch-norm folding.", args.model)
     channels = model.input_shape[-1]
-    output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
     files = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise SystemExit(f"error: no images in {args.images}.")
+    cli_detection.check_readable(files)  # before anything is written
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    binary = model.output_shape[-1] == 1
     for path in files:
         prediction = predict_padded(model, read_image(path, channels)[None])[0]
-        if prediction.shape[-1] == 1:
+        if binary:
             mask = np.where(prediction[..., 0] > args.threshold, 255, 0).astype("uint8")
         else:
             mask = np.argmax(prediction, axis=-1).astype("uint8")
         Image.fromarray(mask).save(output / f"{path.stem}.png")
-    print(f"Wrote {len(files)} masks to {output.resolve()}")
+    meaning = (
+        f"255 = the model's class (probability > {args.threshold}), 0 = background"
+        if binary
+        else f"pixel value = class index 0..{model.output_shape[-1] - 1}"
+    )
+    print(f"Wrote {len(files)} masks to {output.resolve()} ({meaning}).")
     return 0
 
 
@@ -443,11 +452,34 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+DEBUG_HELP = "on an error, show the Python traceback instead of the one-line message"
+#: What a user's mistake raises (a missing file, a bad value, a missing optional package):
+#: reported as one ``kerasseg: error: ...`` line with exit status 2, as argparse does.
+USER_ERRORS = (ValueError, OSError, ImportError)
+
+
+def _add_to_every_command(parser: argparse.ArgumentParser, *names: str, **options) -> None:
+    """Adds the option to every subcommand's parser, nested ones included."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in set(action.choices.values()):
+                command.add_argument(*names, **options)
+                _add_to_every_command(command, *names, **options)
+
+
+def _error_line(error: BaseException) -> str:
+    """The one-line message of a user error (without the ``error:`` prefix of our own)."""
+    message = error.code if isinstance(error, SystemExit) else str(error)
+    message = message or type(error).__name__
+    return " ".join(str(message).removeprefix("error: ").split())
+
+
 def build_parser() -> argparse.ArgumentParser:
     from kerasseg import cli_detection
 
     parser = argparse.ArgumentParser(prog="kerasseg", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command")
 
     demo = sub.add_parser(
@@ -480,7 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
             "--masks", default=None, help="segmentation: masks with the images' file stems"
         )
         p.add_argument("--mask-values", default=None, help="raw:class mapping, e.g. '0:0,255:1'")
-        p.add_argument("--channels", type=int, default=3, choices=(1, 3))
+        p.add_argument(
+            "--channels", type=int, default=3, choices=(1, 3), help="1 = grayscale, 3 = RGB"
+        )
         p.add_argument("--num-classes", type=int, default=1, help="1 = binary (default)")
 
     train = sub.add_parser(
@@ -488,11 +522,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     folder_options(train)
     cli_detection.add_data_options(train, split="train")
-    train.add_argument("--output", required=True)
+    train.add_argument(
+        "--output", required=True, help="folder for model.keras, history and results"
+    )
     train.add_argument(
         "--val-indices", default=None, help="e.g. '24-29'; default: the last --val-fraction"
     )
-    train.add_argument("--val-fraction", type=float, default=0.2)
+    train.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        help="segmentation: share of the images kept for validation (without --val-indices)",
+    )
     _add_training_options(train, epochs=10, steps=50, batch_size=4, size=256, learning_rate=1e-3)
     cli_detection.add_training_options(train)
     train.set_defaults(func=cmd_train)
@@ -511,9 +552,19 @@ def build_parser() -> argparse.ArgumentParser:
         "predict", help="write predicted masks, or pictures of detections and their JSON"
     )
     predict.add_argument("--model", required=True, help="a .keras file")
-    predict.add_argument("--images", required=True)
-    predict.add_argument("--output", required=True)
-    predict.add_argument("--threshold", type=float, default=0.5, help="segmentation: mask")
+    predict.add_argument("--images", required=True, help="folder of images to predict")
+    predict.add_argument(
+        "--output",
+        required=True,
+        help="folder for one PNG mask per image (binary: 255 = the model's class, 0 = "
+        "background; several classes: the class index), or a detector's pictures and JSON",
+    )
+    predict.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="segmentation, binary: probability above which a pixel is the class (255)",
+    )
     predict.add_argument(
         "--score-threshold",
         type=float,
@@ -538,7 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
     zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True)
     zoo_list = zoo_sub.add_parser("list", help="models and their weight tags")
     zoo_list.add_argument("pattern", nargs="?", default="*", help="wildcard, e.g. 'fpn_*'")
-    zoo_list.add_argument("--task", default=None, choices=("segmentation", "detection"))
+    zoo_list.add_argument(
+        "--task", default=None, choices=("segmentation", "detection"), help="only this task"
+    )
     pretrained = zoo_list.add_mutually_exclusive_group()
     pretrained.add_argument(
         "--pretrained",
@@ -609,6 +662,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="also check the metafiles against the registered builders",
     )
     zoo.set_defaults(func=cmd_zoo)
+    # Every command takes --debug after its name too; SUPPRESS keeps the top-level value.
+    _add_to_every_command(
+        parser, "--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP
+    )
     return parser
 
 
@@ -625,7 +682,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return args.func(args)
+    try:
+        return args.func(args)
+    except SystemExit as stop:
+        if args.debug or not isinstance(stop.code, str):
+            raise
+        parser.exit(2, f"kerasseg: error: {_error_line(stop)}\n")
+    except USER_ERRORS as error:
+        if args.debug:
+            raise
+        parser.exit(2, f"kerasseg: error: {_error_line(error)}\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -406,6 +406,7 @@ def cmd_predict(args: argparse.Namespace, model: Any) -> int:
     if not files:
         raise fail(f"--images {args.images}: no images found ({', '.join(IMAGE_EXTENSIONS)}).")
     ids_by_name = _coco_image_ids(args.coco)
+    check_readable(files)  # before anything is written
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     results = []
@@ -424,6 +425,30 @@ def cmd_predict(args: argparse.Namespace, model: Any) -> int:
         f"detections.json ({len(results)} detections, COCO results format) to {output.resolve()}"
     )
     return 0
+
+
+def check_readable(files: Sequence[Path]) -> None:
+    """Checks that PIL can open every image, so that ``predict`` writes all or nothing.
+
+    Raises:
+        SystemExit: naming the unreadable files (the first three) and how many there are.
+    """
+    from PIL import Image
+
+    unreadable = []
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except (OSError, SyntaxError) as error:  # PIL's UnidentifiedImageError is an OSError
+            unreadable.append(f"{path.name} ({error})")
+    if unreadable:
+        more = f"; and {len(unreadable) - 3} more" if len(unreadable) > 3 else ""
+        raise fail(
+            f"--images: {len(unreadable)} unreadable image file(s), nothing written: "
+            + "; ".join(unreadable[:3])
+            + more
+        )
 
 
 # Demo -----------------------------------------------------------------------------------

@@ -7,8 +7,11 @@ is a failure; elsewhere (a user's clone without the `parity` extra or without
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -101,3 +104,18 @@ def run_in_fresh_process(code: str, workdir: Path, **inputs) -> tuple[dict, list
     modules = json.loads(result.stdout.strip().splitlines()[-1])
     with np.load(workdir / "fresh_outputs.npz") as saved:
         return dict(saved), modules
+
+
+@contextlib.contextmanager
+def cli_error(capsys: pytest.CaptureFixture, match: str) -> Iterator[None]:
+    """Expects the command run inside to stop as argparse does on a user error: exit
+    status 2 and one last stderr line ``kerasseg: error: ...`` matching `match`, no
+    traceback."""
+    with pytest.raises(SystemExit) as stop:
+        yield
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("kerasseg: error: "), err
+    assert re.search(match, last), f"{match!r} not in {last!r}"

@@ -10,6 +10,7 @@ from PIL import Image
 import kerasseg
 from kerasseg.cli import _parse_indices, _parse_mask_values, main
 from kerasseg.segmentation.inference import predict_padded
+from tests.support import cli_error
 
 TINY = [
     "--epochs",
@@ -58,8 +59,8 @@ def test_demo_on_synthetic_data_writes_all_outputs(tmp_path, capsys):
     assert overlay.shape == (256, 3 * 256 + 8, 3)
 
 
-def test_demo_rejects_a_data_folder_without_images_and_masks(tmp_path):
-    with pytest.raises(SystemExit, match="must contain images/ and masks/"):
+def test_demo_rejects_a_data_folder_without_images_and_masks(tmp_path, capsys):
+    with cli_error(capsys, "must contain images/ and masks/"):
         main(["demo", "--data", str(tmp_path), "--output", str(tmp_path / "o"), *TINY])
 
 
@@ -133,12 +134,38 @@ def test_train_evaluate_predict_on_a_folder(tmp_path, capsys):
     )
     mask = np.asarray(Image.open(tmp_path / "pred" / "odd.png"))
     assert mask.shape == (30, 20) and set(np.unique(mask)) <= {0, 255}
+    assert "255 = the model's class (probability > 0.5), 0 = background" in capsys.readouterr().out
     # predict folds the batch norms; the masks are those of the saved model as it is.
     model = keras.models.load_model(run / "model.keras")
     assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
     image = np.full((1, 30, 20, 1), 200, np.float32)
     expected = np.where(predict_padded(model, image)[0, ..., 0] > 0.5, 255, 0)
     np.testing.assert_array_equal(mask, expected)
+
+
+def test_user_errors_are_one_line_and_nothing_is_written(tmp_path, capsys):
+    """An unreadable image stops `predict` before it writes anything; a missing model is
+    one ``kerasseg: error:`` line (exit status 2); ``--debug`` shows the traceback."""
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(images / "good.png")
+    (images / "broken.png").write_bytes(b"\x89PNG not really")
+    model = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(1, 1)])
+    model.save(tmp_path / "model.keras")
+    output = tmp_path / "out"
+    argv = ["predict", "--model", str(tmp_path / "model.keras"), "--images", str(images)]
+    with cli_error(capsys, r"--images: 1 unreadable image file\(s\), nothing written: broken.png"):
+        main([*argv, "--output", str(output)])
+    assert not output.exists()
+    missing = ["evaluate", "--model", str(tmp_path / "none.keras"), "--images", "i", "--masks", "m"]
+    with cli_error(capsys, r"--model .*none.keras: no such file"):
+        main(missing)
+    with pytest.raises(SystemExit, match="no such file"):  # the exception itself
+        main([*missing, "--debug"])
+    with pytest.raises(FileNotFoundError):  # an OSError from inside a command, with --debug
+        main(["--debug", "zoo", "train", str(tmp_path / "nothing.yml")])
+    with cli_error(capsys, r"nothing.yml"):  # the same error, without: one line
+        main(["zoo", "train", str(tmp_path / "nothing.yml")])
 
 
 def test_zoo_commands(capsys):

@@ -10,6 +10,7 @@ from kerasseg.cli import main
 from kerasseg.cli_detection import DEMO_DETECTOR, coco_results, model_task
 from kerasseg.data.synthetic import synthetic_box_class_names, write_synthetic_voc
 from kerasseg.metrics.detection.coco import STAT_NAMES
+from tests.support import cli_error
 
 SIZE = 64
 TINY = [
@@ -140,28 +141,26 @@ def test_demo_detection_part_on_synthetic_boxes(tmp_path, capsys):
     assert summary["test"]["images"] == 24
 
 
-def test_task_comes_from_the_zoo_and_unknown_names_get_suggestions():
+def test_task_comes_from_the_zoo_and_unknown_names_get_suggestions(capsys):
     assert model_task("retinanet_resnet18") == "detection"
     assert model_task("unet") == "segmentation"
-    with pytest.raises(
-        SystemExit,
-        match=r"--model: Unknown model name 'retinanet_resnet19'.*"
+    with cli_error(
+        capsys,
+        r"--model: Unknown model name 'retinanet_resnet19'.*"
         r"Did you mean 'retinanet_resnet18'",
     ):
         main(["train", "--model", "retinanet_resnet19", "--voc", "x", "--output", "o"])
 
 
-def test_argument_errors_name_the_argument(tmp_path, voc):
+def test_argument_errors_name_the_argument(tmp_path, voc, capsys):
     out = ["--output", str(tmp_path / "o")]
-    with pytest.raises(
-        SystemExit, match=r"a detector needs annotations: --voc ROOT .* got neither"
-    ):
+    with cli_error(capsys, r"a detector needs annotations: --voc ROOT .* got neither"):
         main(["train", "--model", "retinanet_resnet18", *out])
-    with pytest.raises(SystemExit, match=r"got both"):
+    with cli_error(capsys, r"got both"):
         main(["train", "--model", "ssd_resnet18", "--voc", str(voc), "--coco", "a.json", *out])
-    with pytest.raises(SystemExit, match=r"the COCO file a.json needs --images"):
+    with cli_error(capsys, r"the COCO file a.json needs --images"):
         main(["train", "--model", "retinanet_resnet18", "--coco", "a.json", *out])
-    with pytest.raises(SystemExit, match=r"COCO annotation file .*missing.json not found"):
+    with cli_error(capsys, r"COCO annotation file .*missing.json not found"):
         main(
             [
                 "train",
@@ -174,23 +173,21 @@ def test_argument_errors_name_the_argument(tmp_path, voc):
                 *out,
             ]
         )
-    with pytest.raises(SystemExit, match=r"VOC folder .*Annotations not found"):
+    with cli_error(capsys, r"VOC folder .*Annotations not found"):
         main(["train", "--model", "retinanet_resnet18", "--voc", str(tmp_path), *out])
-    with pytest.raises(
-        SystemExit, match=r"Split file .*nope.txt not found. Available splits.*--split all"
-    ):
+    with cli_error(capsys, r"Split file .*nope.txt not found. Available splits.*--split all"):
         main(["train", "--model", "retinanet_resnet18", "--voc", str(voc), "--split", "nope", *out])
-    with pytest.raises(
-        SystemExit,
-        match=r"--size must be a positive multiple of 32 for "
+    with cli_error(
+        capsys,
+        r"--size must be a positive multiple of 32 for "
         r"retinanet_resnet18; got 100",
     ):
         main(["train", "--model", "retinanet_resnet18", "--voc", str(voc), "--size", "100", *out])
-    with pytest.raises(SystemExit, match=r"--masks is for segmentation models"):
+    with cli_error(capsys, r"--masks is for segmentation models"):
         main(["train", "--model", "retinanet_resnet18", "--voc", str(voc), "--masks", "m", *out])
-    with pytest.raises(SystemExit, match=r"a segmentation model needs --images and --masks"):
+    with cli_error(capsys, r"a segmentation model needs --images and --masks"):
         main(["train", "--model", "unet", *out])
-    with pytest.raises(SystemExit, match=r"--voc/--coco annotations are for detectors"):
+    with cli_error(capsys, r"--voc/--coco annotations are for detectors"):
         main(["train", "--model", "unet", "--images", "i", "--masks", "m", "--voc", "v", *out])
-    with pytest.raises(SystemExit, match=r"--model .*nothing.keras: no such file"):
+    with cli_error(capsys, r"--model .*nothing.keras: no such file"):
         main(["evaluate", "--model", str(tmp_path / "nothing.keras"), "--voc", str(voc)])
