@@ -239,13 +239,15 @@ def _open_folder(args: argparse.Namespace):
         raise SystemExit(
             "error: --voc/--coco annotations are for detectors; this is a segmentation model."
         )
-    return SegmentationFolder(
+    folder = SegmentationFolder(
         args.images,
         args.masks,
         channels=args.channels,
         mask_values=_parse_mask_values(args.mask_values),
-        num_classes=None if args.num_classes == 1 else args.num_classes,
+        num_classes=args.num_classes,
     )
+    folder.check_masks()  # every mask's values, before training or scoring starts
+    return folder
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -168,6 +168,14 @@ def test_user_errors_are_one_line_and_nothing_is_written(tmp_path, capsys):
         main(["zoo", "train", str(tmp_path / "nothing.yml")])
 
 
+def test_binary_masks_without_mask_values_stop_before_training(tmp_path, capsys):
+    _write_folder(tmp_path)  # masks of 0 and 255
+    argv = ["train", "--images", str(tmp_path / "images"), "--masks", str(tmp_path / "masks")]
+    with cli_error(capsys, r"values are \[0, 255\]\).*--mask-values 0:0,255:1"):
+        main([*argv, "--channels", "1", "--output", str(tmp_path / "run"), *TINY])
+    assert not (tmp_path / "run").exists()
+
+
 def test_zoo_commands(capsys):
     assert main(["zoo", "list", "un*"]) == 0
     assert capsys.readouterr().out.startswith("unet ")

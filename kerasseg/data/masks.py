@@ -77,7 +77,9 @@ class SegmentationFolder:
         mask_values: Mapping from raw mask pixel values to class ids, e.g.
             ``{0: 0, 255: 1}``; a mask pixel with a value not in the mapping is an error.
             None: the raw values are the class ids (checked against `num_classes`, if given).
-        num_classes: If given with ``mask_values=None``, class ids must be below it.
+        num_classes: The model's classes: class ids (raw values, or those `mask_values`
+            maps to) must be below it, or be 0 and 1 for a binary model (``1``). None:
+            unchecked.
         mask_suffix: Suffix of mask stems, e.g. ``"_mask"`` for ``a.png`` / ``a_mask.png``.
 
     Raises:
@@ -139,13 +141,35 @@ class SegmentationFolder:
                     f"{str(mask)!r} is {mask_size[0]}x{mask_size[1]}."
                 )
         self.pairs: list[tuple[Path, Path]] = pairs
+        if self.mask_values is not None and num_classes is not None:
+            bad = {k: v for k, v in self.mask_values.items() if not 0 <= v < self._class_limit}
+            if bad:
+                raise ValueError(
+                    f"`mask_values` maps {bad} to class ids outside 0..{self._class_limit - 1} "
+                    f"(num_classes={num_classes})."
+                )
         if self.mask_values is not None:
             self._lookup = np.full(65536, -1, dtype=np.int64)
             for raw, class_id in self.mask_values.items():
                 self._lookup[raw] = class_id
 
+    @property
+    def _class_limit(self) -> int:
+        """One past the largest valid class id (a binary model's masks hold 0 and 1)."""
+        return max(int(self.num_classes), 2)
+
     def __len__(self) -> int:
         return len(self.pairs)
+
+    def check_masks(self, indices: Iterable[int] | None = None) -> None:
+        """Reads every selected mask and checks its values, before any training starts.
+
+        Raises:
+            ValueError: for the first mask with values outside `mask_values` or class ids
+                out of range, naming the file, the values found and a `mask_values` to pass.
+        """
+        for _, mask_path in self._select(indices):
+            self._class_ids(_read_mask_array(mask_path), mask_path)
 
     def __repr__(self) -> str:
         return (
@@ -177,7 +201,10 @@ class SegmentationFolder:
                 out of range.
         """
         image = read_image(image_path, self.channels)
-        raw = _read_mask_array(mask_path)
+        return image, self._class_ids(_read_mask_array(mask_path), mask_path)
+
+    def _class_ids(self, raw: np.ndarray, mask_path: Path) -> np.ndarray:
+        """A raw mask -> (H, W, 1) int32 class ids, or a ValueError naming the file."""
         if raw.ndim == 3:
             if not (raw[..., :1] == raw).all():
                 raise ValueError(
@@ -201,15 +228,20 @@ class SegmentationFolder:
                 )
         else:
             mask = raw
-            if mask.min() < 0 or (self.num_classes is not None and mask.max() >= self.num_classes):
-                bad = np.unique(mask[(mask < 0) | (mask >= (self.num_classes or np.inf))])[
-                    :10
-                ].tolist()
+            limit = np.inf if self.num_classes is None else self._class_limit
+            if mask.min() < 0 or mask.max() >= limit:
+                found = np.unique(mask)
+                bad = found[(found < 0) | (found >= limit)][:10].tolist()
+                mapping = {int(v): i for i, v in enumerate(found[:10])}
+                text = ",".join(f"{k}:{v}" for k, v in mapping.items())
                 raise ValueError(
-                    f"Mask {str(mask_path)!r} has class ids {bad} outside 0..{(self.num_classes or 0) - 1}; "
-                    "pass `mask_values` to map raw values (e.g. {0: 0, 255: 1})."
+                    f"Mask {str(mask_path)!r} has class ids {bad} outside 0..{limit - 1} "
+                    f"(num_classes={self.num_classes}; the mask's values are "
+                    f"{found[:10].tolist()}). Map the raw values to classes with "
+                    f"`mask_values`, e.g. mask_values={mapping} (on the command line "
+                    f"--mask-values {text}), choosing which value is which class."
                 )
-        return image, mask.astype(np.int32)[..., None]
+        return mask.astype(np.int32)[..., None]
 
     def load(self, indices: Iterable[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Decodes the selected pairs into memory (they must all have one size).
