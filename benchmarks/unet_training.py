@@ -3,13 +3,18 @@
 Prints a table with training images/second and peak resident memory for
 
 * ``bce``: ``keras.losses.BinaryCrossentropy`` and no metrics (the baseline),
-* ``bce_dice+metrics``: ``kerasseg.losses.BceDice`` with streaming Dice, Jaccard and cosine,
+* ``bce_dice+metrics``: ``kerasseg.losses.BceDice`` with streaming Dice, Jaccard and cosine
+  (their value checks on, the default),
 
 each measured in its own subprocess (so peak memory is per configuration) on the same
-synthetic batches, and the overhead of the second relative to the first. With ``--demo`` it
-then runs the demo's full budget on the ISBI 2012 membranes and prints the validation Dice.
+synthetic batches, and the overhead of the second relative to the first. With
+``--check-values`` the pair is instead ``bce_dice+metrics`` with ``check_values=False``
+(``unchecked``) and with the checks on (``checked``): the overhead of the value checks on a
+training step. With ``--demo`` it then runs the demo's full budget on the ISBI 2012
+membranes and prints the validation Dice.
 
     python benchmarks/unet_training.py [--steps 30] [--size 256] [--batch 8] [--demo]
+    python benchmarks/unet_training.py --check-values [--repeats 3]
 
 Never part of the test run.
 """
@@ -40,13 +45,14 @@ def measure(config: str, steps: int, size: int, batch: int, filters: int) -> dic
     if config == "bce":
         model.compile(optimizer="adam", loss=keras.losses.BinaryCrossentropy())
     else:
+        checks = {"check_values": config != "unchecked"}
         model.compile(
             optimizer="adam",
-            loss=kerasseg.losses.BceDice(),
+            loss=kerasseg.losses.BceDice(**checks),
             metrics=[
-                kerasseg.metrics.Dice(),
-                kerasseg.metrics.Jaccard(),
-                kerasseg.metrics.Cosine(),
+                kerasseg.metrics.Dice(**checks),
+                kerasseg.metrics.Jaccard(**checks),
+                kerasseg.metrics.Cosine(**checks),
             ],
         )
     # Warm-up: tracing and the first steps are not part of the steady state.
@@ -82,6 +88,11 @@ def main() -> None:
     parser.add_argument(
         "--demo", action="store_true", help="also run the demo's full budget on ISBI"
     )
+    parser.add_argument(
+        "--check-values",
+        action="store_true",
+        help="compare BceDice + metrics with the value checks off and on",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -89,7 +100,12 @@ def main() -> None:
         print(json.dumps(measure(args.child, args.steps, args.size, args.batch, args.filters)))
         return
 
-    results: dict[str, list[dict]] = {"bce": [], "bce_dice+metrics": []}
+    if args.check_values:
+        baseline, measured, label = "unchecked", "checked", "the value checks"
+    else:
+        baseline, measured = "bce", "bce_dice+metrics"
+        label = "BceDice + Dice/Jaccard/cosine"
+    results: dict[str, list[dict]] = {baseline: [], measured: []}
     for _ in range(args.repeats):
         for config in results:  # alternate, so drifting machine load hits both alike
             out = subprocess.run(
@@ -129,10 +145,10 @@ def main() -> None:
         print(
             f"{config:20s} {b['img_per_s']:8.2f} {b['cpu_ms_per_img']:11.0f} {b['peak_rss_mib']:13.0f}"
         )
-    wall = best["bce"]["img_per_s"] / best["bce_dice+metrics"]["img_per_s"]
-    cpu = best["bce_dice+metrics"]["cpu_ms_per_img"] / best["bce"]["cpu_ms_per_img"]
+    wall = best[baseline]["img_per_s"] / best[measured]["img_per_s"]
+    cpu = best[measured]["cpu_ms_per_img"] / best[baseline]["cpu_ms_per_img"]
     print(
-        f"overhead of BceDice + Dice/Jaccard/cosine: {100 * (wall - 1):+.1f}% wall time, "
+        f"overhead of {label}: {100 * (wall - 1):+.1f}% wall time, "
         f"{100 * (cpu - 1):+.1f}% CPU time per image"
     )
 

@@ -43,6 +43,7 @@ from kerasseg.detection.format import (
 )
 from kerasseg.detection.postprocess import DetectionDecoder
 from kerasseg.utils.checks import check_positive_int
+from kerasseg.utils.value_checks import runtime_check as _runtime_check
 
 __all__ = ["AnchorDetector", "DetectionTargets", "Detector", "check_targets"]
 
@@ -51,25 +52,6 @@ class DetectionTargets(dict):
     """Checked ground truth: ``boxes (B, M, 4)`` float32, ``classes (B, M)`` int32 (-1 on
     padding and on boxes without area), ``ignore (B, M)`` bool (crowd / difficult boxes,
     neither positive nor negative)."""
-
-
-def _runtime_check(condition: Any, message: str) -> None:
-    """Raises `message` when the boolean scalar `condition` is False at run time.
-
-    In TensorFlow graphs (``fit``'s ``tf.function``) an assertion op; elsewhere an eager
-    check. Inside a JAX ``jit`` the values are unknown and the check is skipped.
-    """
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.debugging.Assert(condition, [message])
-        return
-    try:
-        value = bool(ops.convert_to_numpy(condition))
-    except Exception:  # a JAX tracer: no value to check
-        return
-    if not value:
-        raise ValueError(message)
 
 
 def check_targets(y: Any, num_classes: int) -> DetectionTargets:

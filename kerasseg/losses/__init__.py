@@ -1,9 +1,9 @@
 """Dense segmentation losses (Keras `Loss` subclasses, serializable).
 
 All losses share the arguments of `SegmentationLoss` (`mode`, `from_logits`,
-`ignore_index`, `class_weights`, `per_image`, and Keras' `reduction`, `name`, `dtype`);
-the overlap losses add `smooth` and `classes`. Losses combine with `+` and scalar `*` into
-a `CombinedLoss` that still serializes:
+`ignore_index`, `class_weights`, `per_image`, `check_values`, and Keras' `reduction`,
+`name`, `dtype`); the overlap losses add `smooth` and `classes`. Losses combine with `+` and
+scalar `*` into a `CombinedLoss` that still serializes:
 
     loss = kerasseg.losses.Dice(mode="multiclass") + 0.5 * kerasseg.losses.Focal(mode="multiclass")
 

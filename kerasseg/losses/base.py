@@ -1,9 +1,10 @@
 """The base class of the dense losses: shared arguments, target handling and reductions.
 
 Every kerasseg loss is a `SegmentationLoss`. It owns the arguments that all losses share
-(`mode`, `from_logits`, `ignore_index`, `class_weights`, `per_image` and Keras'
-`reduction`, `name`, `dtype`), turns `(y_true, y_pred)` into a common form with
-`kerasseg.utils.dense`, and provides the two reductions the losses are built from:
+(`mode`, `from_logits`, `ignore_index`, `class_weights`, `per_image`, `check_values` and
+Keras' `reduction`, `name`, `dtype`), turns `(y_true, y_pred)` into a common form with
+`kerasseg.utils.dense`, checks their values with `kerasseg.utils.value_checks`, and
+provides the two reductions the losses are built from:
 
 * pixel-wise losses (cross-entropy, focal): a weighted mean over the labelled pixels,
 * region losses (Dice, Jaccard, Tversky, Lovász): one value per class, then a weighted
@@ -26,6 +27,7 @@ from keras import ops
 from kerasseg.losses._ops import compute_dtype, dtype_to_config
 from kerasseg.losses.combined import LossArithmetic
 from kerasseg.utils.dense import check_mode, one_hot_targets, standardize_prediction
+from kerasseg.utils.value_checks import check_dense_values, nan_unless
 
 __all__ = ["SegmentationLoss"]
 
@@ -134,6 +136,13 @@ class SegmentationLoss(LossArithmetic, keras.losses.Loss):
             Keras' reduction averages the images, weighted by `sample_weight`), instead of
             one value for the whole batch. Per-image `sample_weight`s need `per_image=True`;
             a batch-level loss is merely scaled by their mean.
+        check_values: Check the values of every batch (default True): binary/multilabel
+            `y_true` in [0, 1] (soft labels allowed) or `ignore_index`, multiclass class ids
+            in [0, C) or `ignore_index` (one-hot rows in [0, 1]), `y_pred` probabilities in
+            [0, 1] (`from_logits=False`) or finite logits. A bad batch raises a ValueError
+            eagerly and an InvalidArgumentError in a TensorFlow graph, naming the argument
+            and the observed min/max; under XLA (or a JAX `jit`), where nothing can raise,
+            the loss is NaN instead. Costs one fused reduction per input.
         reduction: Keras reduction over the (B,) per-image values; a batch-level scalar is
             returned unchanged by every reduction.
         name: Name of the loss.
@@ -141,8 +150,8 @@ class SegmentationLoss(LossArithmetic, keras.losses.Loss):
             float32, also for float16/bfloat16 (mixed precision) predictions.
 
     Input shapes (NHWC; more or fewer spatial axes work the same way):
-        * binary: `y_pred` (B, H, W, 1) or (B, H, W); `y_true` the same, in {0, 1}.
-        * multilabel: `y_pred` (B, H, W, C); `y_true` (B, H, W, C) in {0, 1}.
+        * binary: `y_pred` (B, H, W, 1) or (B, H, W); `y_true` the same, in [0, 1].
+        * multilabel: `y_pred` (B, H, W, C); `y_true` (B, H, W, C) in [0, 1].
         * multiclass: `y_pred` (B, H, W, C), C >= 2; `y_true` integer class ids (B, H, W) or
           (B, H, W, 1), or one-hot (B, H, W, C).
     """
@@ -155,6 +164,7 @@ class SegmentationLoss(LossArithmetic, keras.losses.Loss):
         ignore_index: int | None = None,
         class_weights: Sequence[float] | None = None,
         per_image: bool = False,
+        check_values: bool = True,
         reduction: str | None = "sum_over_batch_size",
         name: str | None = None,
         dtype: Any = None,
@@ -165,35 +175,71 @@ class SegmentationLoss(LossArithmetic, keras.losses.Loss):
         self.ignore_index = _check_ignore_index(ignore_index)
         self.class_weights = _check_class_weights(class_weights, self.mode)
         self.per_image = bool(per_image)
+        self.check_values = bool(check_values)
         self._dtype_arg = dtype
 
     # ------------------------------------------------------------------ inputs
-    def _prepare(self, y_true: Any, y_pred: Any) -> tuple[Any, Any, Any]:
-        """Standardizes the inputs.
-
-        Returns:
-            `(y_pred, target, valid)`: `y_pred` (B, H, W, C) in the compute dtype (float32 at
-            least), `target` a float one-hot/binary tensor of the same shape with 0 at ignored
-            places, `valid` 1.0 at labelled places ((B, H, W, 1) for multiclass, else like
-            `y_pred`).
-        """
+    def _standardize(self, y_true: Any, y_pred: Any) -> tuple[Any, Any]:
+        """`(y_true, y_pred)` as tensors, `y_pred` (B, H, W, C) in the compute dtype (float32
+        at least); raises on mismatched batch/spatial dimensions."""
         y_pred = ops.convert_to_tensor(y_pred)
         y_pred = ops.cast(y_pred, compute_dtype(y_pred))
         y_true = ops.convert_to_tensor(y_true)
         y_pred = standardize_prediction(y_pred, self.mode)
         _check_leading_dims(y_true, y_pred, self.mode)
+        return y_true, y_pred
+
+    def _check_inputs(self, y_true: Any, y_pred: Any) -> Any:
+        """The value checks of `check_values` on standardized inputs (see the class docs).
+
+        Returns:
+            A boolean scalar tensor (True: the batch is valid) for `_finish`, or None when
+            `check_values` is off.
+
+        Raises:
+            ValueError: eagerly, for values outside the expected ranges.
+            tf.errors.InvalidArgumentError: the same, at run time of a TensorFlow graph.
+        """
+        if not self.check_values:
+            return None
+        return check_dense_values(
+            y_true,
+            y_pred,
+            mode=self.mode,
+            from_logits=self.from_logits,
+            ignore_index=self.ignore_index,
+            owner=f"{type(self).__name__} loss (mode={self.mode!r})",
+        )
+
+    @staticmethod
+    def _finish(value: Any, ok: Any) -> Any:
+        """The loss `value`, or NaN when the value check `ok` failed where it could not raise
+        (XLA, JAX `jit`): a bad batch never gives a finite loss."""
+        return nan_unless(ok, value)
+
+    def _prepare(self, y_true: Any, y_pred: Any) -> tuple[Any, Any, Any, Any]:
+        """Standardizes and checks the inputs.
+
+        Returns:
+            `(y_pred, target, valid, ok)`: `y_pred` (B, H, W, C) in the compute dtype
+            (float32 at least), `target` a float one-hot/binary tensor of the same shape with
+            0 at ignored places, `valid` 1.0 at labelled places ((B, H, W, 1) for multiclass,
+            else like `y_pred`), and `ok` the value check for `_finish` (None when off).
+        """
+        y_true, y_pred = self._standardize(y_true, y_pred)
         target, valid = one_hot_targets(
             y_true, y_pred, mode=self.mode, ignore_index=self.ignore_index
         )
         self._check_num_classes(y_pred.shape[-1])
-        return y_pred, target, valid
+        return y_pred, target, valid, self._check_inputs(y_true, y_pred)
 
-    def _prepare_weighted(self, y_true: Any, y_pred: Any) -> tuple[Any, Any, Any, Any]:
-        """`_prepare` plus the (C,) class weights in the prediction's dtype: the inputs of
-        the pixel-wise losses (cross-entropy, focal)."""
-        y_pred, target, valid = self._prepare(y_true, y_pred)
+    def _prepare_weighted(self, y_true: Any, y_pred: Any) -> tuple[Any, Any, Any, Any, Any]:
+        """`_prepare` plus the (C,) class weights in the prediction's dtype, as
+        `(y_pred, target, valid, weights, ok)`: the inputs of the pixel-wise losses
+        (cross-entropy, focal)."""
+        y_pred, target, valid, ok = self._prepare(y_true, y_pred)
         dtype = keras.backend.standardize_dtype(y_pred.dtype)
-        return y_pred, target, valid, self._class_weight_vector(y_pred.shape[-1], dtype)
+        return y_pred, target, valid, self._class_weight_vector(y_pred.shape[-1], dtype), ok
 
     def _check_num_classes(self, num_classes: int | None) -> None:
         if num_classes is None:
@@ -287,6 +333,7 @@ class SegmentationLoss(LossArithmetic, keras.losses.Loss):
             "ignore_index": self.ignore_index,
             "class_weights": None if self.class_weights is None else list(self.class_weights),
             "per_image": self.per_image,
+            "check_values": self.check_values,
         }
 
     def __repr__(self) -> str:

@@ -37,6 +37,8 @@ class BceDice(SegmentationLoss):
         ignore_index: Target value of unlabelled pixels, ignored by both terms.
         class_weights: Per-channel weights, used by both terms (multiclass/multilabel).
         per_image: Both terms per image, averaged over images.
+        check_values: Check the values of `y_true` and `y_pred` of every batch (default
+            True; see `SegmentationLoss`); done once for both terms.
         reduction: Keras reduction. name: Name of the loss. dtype: Dtype of the result.
 
     Shapes: as `SegmentationLoss`. Returns (when called): a scalar loss >= 0.
@@ -58,6 +60,7 @@ class BceDice(SegmentationLoss):
         ignore_index: int | None = None,
         class_weights: Sequence[float] | None = None,
         per_image: bool = False,
+        check_values: bool = True,
         reduction: str | None = "sum_over_batch_size",
         name: str | None = None,
         dtype: Any = None,
@@ -68,6 +71,7 @@ class BceDice(SegmentationLoss):
             ignore_index=ignore_index,
             class_weights=class_weights,
             per_image=per_image,
+            check_values=check_values,
             reduction=reduction,
             name=name,
             dtype=dtype,
@@ -84,6 +88,7 @@ class BceDice(SegmentationLoss):
             "ignore_index": ignore_index,
             "class_weights": class_weights,
             "per_image": per_image,
+            "check_values": False,  # checked once, by this loss
         }
         self._cross_entropy = CrossEntropy(mode, **shared)
         self._dice = Dice(mode, smooth=smooth, log_loss=self.log_dice, **shared)
@@ -94,10 +99,12 @@ class BceDice(SegmentationLoss):
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         # The parts' `call` (not `__call__`): per-image (B,) or batch () values, reduced once
-        # by this loss's own reduction.
-        return self.bce_weight * self._cross_entropy.call(
+        # by this loss's own reduction. They raise the shape errors; the values are checked
+        # here, once.
+        value = self.bce_weight * self._cross_entropy.call(
             y_true, y_pred
         ) + self.dice_weight * self._dice.call(y_true, y_pred)
+        return self._finish(value, self._check_inputs(*self._standardize(y_true, y_pred)))
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -35,6 +35,8 @@ class CrossEntropy(SegmentationLoss):
         class_weights: Per-channel weights (multiclass/multilabel).
         per_image: Mean over each image's labelled pixels, shape (B,), instead of the mean
             over all labelled pixels of the batch (a scalar).
+        check_values: Check the values of `y_true` and `y_pred` of every batch (default
+            True; see `SegmentationLoss`).
         reduction: Keras reduction. name: Name of the loss. dtype: Dtype of the result.
 
     Shapes: `y_pred` (B, H, W, C); `y_true` as in `SegmentationLoss` (binary/multilabel
@@ -49,13 +51,13 @@ class CrossEntropy(SegmentationLoss):
     """
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        y_pred, target, valid, weights = self._prepare_weighted(y_true, y_pred)
+        y_pred, target, valid, weights, ok = self._prepare_weighted(y_true, y_pred)
         if self.mode == "multiclass":
             log_p = softmax_log_probabilities(y_pred, from_logits=self.from_logits)
             losses = -ops.sum(target * log_p, axis=-1, keepdims=True)
             # Weight of each pixel's true class; 0 for ignored pixels (all-zero target rows).
             pixel_weights = ops.sum(target * weights, axis=-1, keepdims=True)
-            return self._weighted_mean(losses, pixel_weights * valid)
+            return self._finish(self._weighted_mean(losses, pixel_weights * valid), ok)
         log_p, log_not_p = sigmoid_log_probabilities(y_pred, from_logits=self.from_logits)
         losses = -(target * log_p + (1.0 - target) * log_not_p)
-        return self._weighted_mean(losses, weights * valid)
+        return self._finish(self._weighted_mean(losses, weights * valid), ok)

@@ -26,9 +26,9 @@ class Dice(OverlapLoss):
         log_loss: Use `-ln(Dice)` per class instead of `1 - Dice` (steeper for poor classes).
         **kwargs: The shared arguments of `RegionLoss`: `from_logits` (default False),
             `smooth` (default 1.0), `classes`, `ignore_index`, `class_weights`, `per_image`,
-            `reduction`, `name`, `dtype`.
+            `check_values` (default True), `reduction`, `name`, `dtype`.
 
-    Shapes: `y_pred` (B, H, W, C) probabilities (or logits); `y_true` (B, H, W, C) in {0, 1}
+    Shapes: `y_pred` (B, H, W, C) probabilities (or logits); `y_true` (B, H, W, C) in [0, 1]
     (binary/multilabel) or class ids (B, H, W) / (B, H, W, 1) / one-hot (multiclass).
 
     Returns (when called): a scalar loss in [0, 1] (`log_loss`: [0, ~16]).

@@ -42,8 +42,8 @@ class Focal(SegmentationLoss):
             positives, because the focal term already down-weights easy negatives).
         gamma: Focusing exponent >= 0 (default 2); 0 gives the (alpha-weighted) cross-entropy.
         **kwargs: The shared arguments of `SegmentationLoss`: `from_logits` (default
-            False), `ignore_index`, `class_weights`, `per_image`, `reduction`, `name`,
-            `dtype`.
+            False), `ignore_index`, `class_weights`, `per_image`, `check_values`
+            (default True), `reduction`, `name`, `dtype`.
 
     Shapes: as `CrossEntropy`. Returns (when called): a scalar loss >= 0.
     """
@@ -73,19 +73,19 @@ class Focal(SegmentationLoss):
         self.alpha, self.gamma = alpha, gamma
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        y_pred, target, valid, weights = self._prepare_weighted(y_true, y_pred)
+        y_pred, target, valid, weights, ok = self._prepare_weighted(y_true, y_pred)
         if self.mode == "multiclass":
             log_p = softmax_log_probabilities(y_pred, from_logits=self.from_logits)
             focal = safe_pow(one_minus_exp(log_p), self.gamma)
             losses = -ops.sum(target * focal * log_p, axis=-1, keepdims=True)
             pixel_weights = ops.sum(target * weights, axis=-1, keepdims=True)
-            return self._weighted_mean(losses, pixel_weights * valid)
+            return self._finish(self._weighted_mean(losses, pixel_weights * valid), ok)
         log_p, log_not_p = sigmoid_log_probabilities(y_pred, from_logits=self.from_logits)
         log_pt = target * log_p + (1.0 - target) * log_not_p
         losses = -safe_pow(one_minus_exp(log_pt), self.gamma) * log_pt
         if self.alpha is not None:
             losses = losses * (self.alpha * target + (1.0 - self.alpha) * (1.0 - target))
-        return self._weighted_mean(losses, weights * valid)
+        return self._finish(self._weighted_mean(losses, weights * valid), ok)
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -26,7 +26,7 @@ class Jaccard(OverlapLoss):
         log_loss: Use `-ln(IoU)` per class instead of `1 - IoU`.
         **kwargs: The shared arguments of `RegionLoss`: `from_logits` (default False),
             `smooth` (default 1.0), `classes`, `ignore_index`, `class_weights`, `per_image`,
-            `reduction`, `name`, `dtype`.
+            `check_values` (default True), `reduction`, `name`, `dtype`.
 
     Shapes: as `Dice`. Returns (when called): a scalar loss in [0, 1].
 

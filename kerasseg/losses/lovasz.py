@@ -81,8 +81,8 @@ class Lovasz(SegmentationLoss):
             multilabel (the hinge is well defined on an empty mask and penalises false
             positives there).
         **kwargs: The shared arguments of `SegmentationLoss`: `from_logits` (default
-            False), `ignore_index`, `class_weights`, `per_image`, `reduction`, `name`,
-            `dtype`.
+            False), `ignore_index`, `class_weights`, `per_image`, `check_values`
+            (default True), `reduction`, `name`, `dtype`.
 
     Shapes: as `SegmentationLoss`. Returns (when called): a scalar loss >= 0.
 
@@ -107,7 +107,7 @@ class Lovasz(SegmentationLoss):
         self.classes = check_classes(classes, self.mode)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        y_pred, target, valid = self._prepare(y_true, y_pred)
+        y_pred, target, valid, ok = self._prepare(y_true, y_pred)
         valid = valid * ops.ones_like(y_pred)
         if self.mode == "multiclass":
             p = probabilities(y_pred, mode=self.mode, from_logits=self.from_logits)
@@ -124,7 +124,9 @@ class Lovasz(SegmentationLoss):
         classes = self.classes
         if classes is None:
             classes = "present" if self.mode == "multiclass" else "all"
-        return self._mean_over_classes(per_class, self._group_sum(target), classes)
+        return self._finish(
+            self._mean_over_classes(per_class, self._group_sum(target), classes), ok
+        )
 
     def get_config(self) -> dict:
         config = super().get_config()

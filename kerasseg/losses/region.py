@@ -48,6 +48,8 @@ class RegionLoss(SegmentationLoss):
             losses.
         per_image: Count TP/FP/FN per image and average the images' losses (shape (B,)
             before Keras' reduction) instead of counting over the whole batch (a scalar).
+        check_values: Check the values of `y_true` and `y_pred` of every batch (default
+            True; see `SegmentationLoss`).
         reduction: Keras reduction.
         name: Name of the loss.
         dtype: Keras dtype of the returned value.
@@ -63,6 +65,7 @@ class RegionLoss(SegmentationLoss):
         ignore_index: int | None = None,
         class_weights: Sequence[float] | None = None,
         per_image: bool = False,
+        check_values: bool = True,
         reduction: str | None = "sum_over_batch_size",
         name: str | None = None,
         dtype: Any = None,
@@ -73,6 +76,7 @@ class RegionLoss(SegmentationLoss):
             ignore_index=ignore_index,
             class_weights=class_weights,
             per_image=per_image,
+            check_values=check_values,
             reduction=reduction,
             name=name,
             dtype=dtype,
@@ -84,14 +88,16 @@ class RegionLoss(SegmentationLoss):
         self.classes = check_classes(classes, self.mode)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        y_pred, target, valid = self._prepare(y_true, y_pred)
+        y_pred, target, valid, ok = self._prepare(y_true, y_pred)
         p = probabilities(y_pred, mode=self.mode, from_logits=self.from_logits) * valid
         tp = self._group_sum(p * target)
         fp = self._group_sum(p * (1.0 - target))
         fn = self._group_sum((1.0 - p) * target)
         per_class = self.class_losses(tp, fp, fn)
         classes = "all" if self.classes is None else self.classes
-        return self._mean_over_classes(per_class, self._group_sum(target), classes)
+        return self._finish(
+            self._mean_over_classes(per_class, self._group_sum(target), classes), ok
+        )
 
     def class_losses(self, tp: Any, fp: Any, fn: Any) -> Any:
         """Loss of each class from its soft counts; subclasses define the score.

@@ -34,7 +34,7 @@ class Tversky(RegionLoss):
             1/3 ... 3/4, written 1/gamma there).
         **kwargs: The shared arguments of `RegionLoss`: `from_logits` (default False),
             `smooth` (default 1.0), `classes`, `ignore_index`, `class_weights`, `per_image`,
-            `reduction`, `name`, `dtype`.
+            `check_values` (default True), `reduction`, `name`, `dtype`.
 
     Shapes: as `Dice`. Returns (when called): a scalar loss in [0, 1].
 

@@ -14,6 +14,7 @@ from typing import Any
 from keras import ops
 
 from kerasseg.utils import dense
+from kerasseg.utils.value_checks import check_dense_values, nan_unless
 
 _NARROW_FLOATS = ("float16", "bfloat16")
 
@@ -114,6 +115,8 @@ def confusion_counts(
     from_logits: bool,
     ignore_index: int | None,
     sample_weight: Any = None,
+    check_values: bool = False,
+    owner: str = "metric",
 ) -> tuple[Any, Any, Any, Any, Any]:
     """True/false positives/negatives per image and class.
 
@@ -127,14 +130,33 @@ def confusion_counts(
         ignore_index: Target value of pixels (entries, for multilabel) that count nowhere.
         sample_weight: Optional weights broadcastable to the pixels: (B,), (B, H, W),
             (B, H, W, 1) or (B, H, W, C). Counts become weighted sums.
+        check_values: Check the values of `y_true` and `y_pred` (see
+            `kerasseg.utils.value_checks.check_dense_values`).
+        owner: Who checks, for the error messages.
 
     Returns:
         `(tp, fp, fn, tn, image_weight)`: the first four are float64 (B, C); `image_weight` is
         float64 (B,): 1 per image, or the image's mean sample weight when weights are given.
+        When a value check fails where it cannot raise (XLA, JAX `jit`), the four counts are
+        NaN, so the metric's result becomes NaN.
+
+    Raises:
+        ValueError: for shape errors, and (eagerly, with `check_values`) for bad values;
+            tf.errors.InvalidArgumentError for bad values at run time of a TensorFlow graph.
     """
     y_pred = dense.standardize_prediction(y_pred, mode)
     target, valid = dense.one_hot_targets(y_true, y_pred, mode=mode, ignore_index=ignore_index)
     check_static_shapes(y_pred, target, num_classes, mode)
+    ok = None
+    if check_values:
+        ok = check_dense_values(
+            y_true,
+            y_pred,
+            mode=mode,
+            from_logits=from_logits,
+            ignore_index=ignore_index,
+            owner=owner,
+        )
 
     predicted = binarize_prediction(
         y_pred, mode=mode, threshold=threshold, from_logits=from_logits, num_classes=num_classes
@@ -171,4 +193,5 @@ def confusion_counts(
     fp = pred_pos - tp
     fn = true_pos - tp
     tn = num_valid - pred_pos - true_pos + tp  # broadcasts (B, 1) against (B, C)
+    tp, fp, fn, tn = (nan_unless(ok, x) for x in (tp, fp, fn, tn))
     return tp, fp, fn, tn, image_weight

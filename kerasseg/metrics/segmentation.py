@@ -32,6 +32,13 @@ zero denominator with TP + FP + FN > 0 (one of the two sets is empty, the other 
 
 Counting is exact: per-batch counts are integer sums and the state is float64, exact to
 $2^{53}$ pixels (float32 counters would stop counting single pixels after $2^{24}$ ≈ 16.7 M).
+
+**Value checks** (`check_values=True`, the default): every batch must have binary/multilabel
+targets in [0, 1] or `ignore_index`, multiclass class ids in [0, C) or `ignore_index`, and
+probabilities in [0, 1] (`from_logits=False`) or finite logits. A bad batch raises a ValueError
+eagerly and an InvalidArgumentError in a TensorFlow graph; under XLA (or a JAX `jit`), where
+nothing can raise, it makes the counts NaN, and the result stays NaN until `reset_state`: a
+metric never reports a finite score for NaN predictions or 0/255 masks.
 """
 
 from __future__ import annotations
@@ -56,7 +63,10 @@ def _safe_ratio(numerator: Any, denominator: Any, empty: Any, zero_division: flo
     positive = ops.greater(denominator, 0.0)
     ratio = numerator / ops.where(positive, denominator, ops.ones_like(denominator))
     ratio = ops.where(positive, ratio, ops.zeros_like(ratio))
-    return ops.where(empty, ops.cast(zero_division, ratio.dtype), ratio)
+    ratio = ops.where(empty, ops.cast(zero_division, ratio.dtype), ratio)
+    # NaN counts (a batch that failed a value check under XLA) give NaN, not 0.
+    unknown = ops.logical_or(ops.isnan(numerator), ops.isnan(denominator))
+    return ops.where(unknown, ops.full_like(ratio, float("nan")), ratio)
 
 
 class ConfusionMetric(keras.metrics.Metric):
@@ -69,8 +79,9 @@ class ConfusionMetric(keras.metrics.Metric):
         mode: "binary" (one sigmoid channel), "multiclass" (softmax over C channels; the
             prediction is the argmax) or "multilabel" (C independent sigmoid channels). Target
             layouts are those of `kerasseg.utils.dense`: binary/multilabel targets have the
-            prediction's shape with values in {0, 1}; multiclass targets are class ids
-            (B, H, W) / (B, H, W, 1) or one-hot (B, H, W, C). Any integer or float dtype.
+            prediction's shape with values in {0, 1} (soft values in [0, 1] are positive above
+            0.5); multiclass targets are class ids (B, H, W) / (B, H, W, 1) or one-hot
+            (B, H, W, C). Any integer or float dtype.
         num_classes: C, the number of prediction channels. Must be 1 (or None) for binary;
             required for multiclass (>= 2) and multilabel (>= 1), because the state is per class.
         threshold: Binary/multilabel only: a pixel is predicted positive where its probability
@@ -87,6 +98,12 @@ class ConfusionMetric(keras.metrics.Metric):
             `class_ids=[1, 2]` to leave background class 0 out of the mean. Pixels of the other
             classes still count (as false positives/negatives of the kept classes).
         zero_division: Score of a class absent from target and prediction (0/0). Default 1.0.
+        check_values: Check the values of every batch (default True): targets as above (soft
+            binary/multilabel targets in [0, 1] are allowed and thresholded at 0.5), class ids
+            in [0, C) or `ignore_index`, `y_pred` probabilities in [0, 1] (`from_logits=False`)
+            or finite logits. A bad batch raises a ValueError eagerly and an
+            InvalidArgumentError in a TensorFlow graph (naming the argument and the observed
+            min/max); under XLA or a JAX `jit` it turns the result into NaN instead.
         name: Metric name.
         dtype: Dtype of the result (the counts are always float64).
 
@@ -108,6 +125,7 @@ class ConfusionMetric(keras.metrics.Metric):
         ignore_index: int | None = None,
         class_ids: Sequence[int] | None = None,
         zero_division: float = 1.0,
+        check_values: bool = True,
         name: str | None = None,
         dtype: Any = None,
     ) -> None:
@@ -139,6 +157,7 @@ class ConfusionMetric(keras.metrics.Metric):
                 "is zero_division=0.0 without the warning.)"
             )
         self.zero_division = float(zero_division)
+        self.check_values = bool(check_values)
 
         size = self.num_classes if self.class_ids is None else len(self.class_ids)
         self.true_positives = self._counter((size,), "true_positives")
@@ -236,6 +255,8 @@ class ConfusionMetric(keras.metrics.Metric):
             from_logits=self.from_logits,
             ignore_index=self.ignore_index,
             sample_weight=sample_weight,
+            check_values=self.check_values,
+            owner=f"{type(self).__name__} metric {self.name!r} (mode={self.mode!r})",
         )
         if self.class_ids is not None:
             tp, fp, fn, tn = (ops.take(x, self.class_ids, axis=-1) for x in (tp, fp, fn, tn))
@@ -286,6 +307,7 @@ class ConfusionMetric(keras.metrics.Metric):
             ignore_index=self.ignore_index,
             class_ids=self.class_ids,
             zero_division=self.zero_division,
+            check_values=self.check_values,
         )
         return config
 

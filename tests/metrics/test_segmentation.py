@@ -148,8 +148,11 @@ def test_from_logits_applies_a_sigmoid():
         BINARY_EXPECTED[Cosine], rel=1e-6
     )
     # Read as probabilities instead, logits 2.20 1.39 -1.39 0.85 0.41 -0.85 are >= 0.5 at
-    # pixels 0, 1, 3 -> TP 2, FP 1, FN 1 -> Dice 4/6: a different result.
-    assert result(Dice(), (BINARY_TRUE, logits)) == pytest.approx(4 / 6)
+    # pixels 0, 1, 3 -> TP 2, FP 1, FN 1 -> Dice 4/6: a different result. The value check
+    # refuses them; without it the wrong number comes back.
+    with pytest.raises(ValueError, match=r"probabilities in \[0, 1\].*from_logits=True"):
+        result(Dice(), (BINARY_TRUE, logits))
+    assert result(Dice(check_values=False), (BINARY_TRUE, logits)) == pytest.approx(4 / 6)
     # Multiclass: argmax of logits == argmax of softmax.
     multi_logits = np.log(MULTI_PRED) * 3.0
     assert result(Dice("multiclass", 3, from_logits=True), (MULTI_TRUE, multi_logits)) == (
@@ -173,10 +176,15 @@ def test_ignored_pixels_count_nowhere(mode, ignore_index):
     np.testing.assert_allclose(with_ignore, reference, rtol=1e-7)
     totals = sum(np.asarray(v) for v in metric.variables)
     assert np.all(totals == (~ignored).sum())  # TP + FP + FN + TN per class
-    # Without ignore_index the 255s would be pixels of no class: a different score.
+    # Without ignore_index the 255s are not class ids: the value check refuses them (unchecked
+    # they would be pixels of no class, a different score).
     if ignore_index == 255:
-        unignored = result(Jaccard(mode, 3, average=None), (y_true_ignored, y_pred))
-        assert not np.allclose(unignored, reference)
+        with pytest.raises(
+            ValueError, match=r"class ids in \[0, 3\).*values seen: \{0, 1, 2, 255\}"
+        ):
+            result(Jaccard(mode, 3, average=None), (y_true_ignored, y_pred))
+        unchecked = Jaccard(mode, 3, average=None, check_values=False)
+        assert not np.allclose(result(unchecked, (y_true_ignored, y_pred)), reference)
 
 
 def test_ignore_index_for_binary_targets():
