@@ -6,7 +6,7 @@ For each detector, input size and batch size: the median time of the traced netw
 score threshold is the detector's evaluation default (the most candidates reach NMS).
 
     python benchmarks/detection_decode.py [--models yolov8_n ...] [--sizes 320 512]
-        [--batches 1 8] [--repeats 10]
+        [--batches 1 8] [--repeats 10] [--pre-nms-top-k K]
 
 Never part of the test run.
 """
@@ -41,6 +41,12 @@ def main() -> None:
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--classes", type=int, default=3)
+    parser.add_argument(
+        "--pre-nms-top-k",
+        type=int,
+        default=None,
+        help="candidates per level entering NMS (default: each detector's own)",
+    )
     args = parser.parse_args()
 
     import numpy as np
@@ -53,6 +59,8 @@ def main() -> None:
     )
     for name in args.models:
         model = kerasseg.zoo.get(name, weights=None, num_classes=args.classes)
+        if args.pre_nms_top_k is not None:
+            model.pre_nms_top_k = args.pre_nms_top_k
         network = tf.function(lambda x, m=model: m(x, training=False))
         full = tf.function(lambda x, m=model: m.decode(m(x, training=False), x))
         for size in args.sizes:
