@@ -85,6 +85,43 @@ def probabilities(y_pred: Any, *, mode: str, from_logits: bool) -> Any:
     return ops.sigmoid(y_pred)
 
 
+def multiclass_labels(y_true: Any, y_pred: Any) -> Any | None:
+    """Multiclass targets as class ids, or None when they are one-hot.
+
+    Args:
+        y_true: Class ids (B, H, W) or (B, H, W, 1), or one-hot (B, H, W, C).
+        y_pred: The standardized prediction, (B, H, W, C); only its shape is used.
+
+    Returns:
+        None for one-hot targets, else the (B, H, W) class ids as float32, rounded (any
+        integer or float dtype is read this way).
+
+    Raises:
+        ValueError: for any other shape.
+    """
+    pred_shape = _static_shape(y_pred)
+    true_shape = _static_shape(y_true)
+    num_classes = pred_shape[-1]
+    if len(true_shape) == len(pred_shape) and true_shape[-1] == num_classes:
+        return None
+    if len(true_shape) == len(pred_shape):
+        if true_shape[-1] not in (1, None):
+            raise ValueError(
+                "mode='multiclass' expects `y_true` as class ids (B, H, W) or (B, H, W, 1), or "
+                f"one-hot (B, H, W, {num_classes}); got shape {true_shape} for `y_pred` of "
+                f"shape {pred_shape}."
+            )
+        labels = y_true[..., 0]
+    elif len(true_shape) == len(pred_shape) - 1:
+        labels = y_true
+    else:
+        raise ValueError(
+            "mode='multiclass' expects `y_true` as class ids (B, H, W) or (B, H, W, 1), or "
+            f"one-hot (B, H, W, C); got shape {true_shape} for `y_pred` of shape {pred_shape}."
+        )
+    return ops.round(ops.cast(labels, "float32"))
+
+
 def one_hot_targets(
     y_true: Any,
     y_pred: Any,
@@ -112,8 +149,8 @@ def one_hot_targets(
     num_classes = pred_shape[-1]
 
     if mode == "multiclass":
-        is_one_hot = len(true_shape) == len(pred_shape) and true_shape[-1] == num_classes
-        if is_one_hot:
+        labels = multiclass_labels(y_true, y_pred)
+        if labels is None:  # one-hot targets
             if ignore_index is not None:
                 # One-hot targets cannot carry an ignore value; unlabelled pixels are all-zero rows.
                 target = ops.cast(y_true, dtype)
@@ -121,22 +158,7 @@ def one_hot_targets(
                 return target, valid
             target = ops.cast(y_true, dtype)
             return target, ops.ones_like(target[..., :1])
-        if len(true_shape) == len(pred_shape):
-            if true_shape[-1] not in (1, None):
-                raise ValueError(
-                    "mode='multiclass' expects `y_true` as class ids (B, H, W) or (B, H, W, 1), or "
-                    f"one-hot (B, H, W, {num_classes}); got shape {true_shape} for `y_pred` of "
-                    f"shape {pred_shape}."
-                )
-            labels = y_true[..., 0]
-        elif len(true_shape) == len(pred_shape) - 1:
-            labels = y_true
-        else:
-            raise ValueError(
-                "mode='multiclass' expects `y_true` as class ids (B, H, W) or (B, H, W, 1), or "
-                f"one-hot (B, H, W, C); got shape {true_shape} for `y_pred` of shape {pred_shape}."
-            )
-        labels = ops.cast(ops.round(ops.cast(labels, "float32")), "int32")
+        labels = ops.cast(labels, "int32")
         if ignore_index is not None:
             valid = ops.not_equal(labels, ignore_index)
             labels = ops.where(valid, labels, ops.zeros_like(labels))

@@ -35,6 +35,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from kerasseg.utils.dense import multiclass_labels
+
 __all__ = [
     "PROBABILITY_TOLERANCE",
     "check_dense_values",
@@ -262,14 +264,8 @@ def check_dense_values(
     """
     num_classes = y_pred.shape[-1]
     y_true = ops.convert_to_tensor(y_true)
-    true_shape, pred_shape = tuple(y_true.shape), tuple(y_pred.shape)
     ignored = "" if ignore_index is None else f" or ignore_index={ignore_index}"
-    one_hot = (
-        mode == "multiclass"
-        and len(true_shape) == len(pred_shape)
-        and num_classes not in (None, 1)
-        and true_shape[-1] == num_classes
-    )
+    labels = multiclass_labels(y_true, y_pred) if mode == "multiclass" else None
     if mode != "multiclass":
         ok_true = check_range(
             y_true,
@@ -280,7 +276,7 @@ def check_dense_values(
             remedy_above=1.0,
             remedy=_MASK_REMEDY,
         )
-    elif one_hot:
+    elif labels is None:
         # Unlabelled pixels of one-hot targets are all-zero rows: no exempt value.
         ok_true = check_range(
             y_true,
@@ -289,8 +285,6 @@ def check_dense_values(
             f"{owner}: one-hot `y_true` (B, H, W, {num_classes}) must hold values in [0, 1]",
         )
     else:
-        labels = y_true[..., 0] if len(true_shape) == len(pred_shape) else y_true
-        labels = ops.round(ops.cast(labels, "float32"))  # as `one_hot_targets` reads them
         top = math.inf if num_classes is None else num_classes - 1
         classes = "" if num_classes is None else f" [0, {num_classes})"
         ok_true = check_range(
