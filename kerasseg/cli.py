@@ -686,12 +686,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except SystemExit as stop:
-        if args.debug or not isinstance(stop.code, str):
-            raise
-        parser.exit(2, f"kerasseg: error: {_error_line(stop)}\n")
-    except USER_ERRORS as error:
-        if args.debug:
+    except (SystemExit, *USER_ERRORS) as error:
+        # A SystemExit without a message is an exit status, not an error.
+        message_less = isinstance(error, SystemExit) and not isinstance(error.code, str)
+        if args.debug or message_less:
             raise
         parser.exit(2, f"kerasseg: error: {_error_line(error)}\n")
 
